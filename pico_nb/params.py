@@ -273,9 +273,7 @@ class PipelineSpec:
             "type": "object",
             "additionalProperties": False,
             "properties": {p.name: p.json_schema() for p in self.params},
-            "x-rules": [
-                {k: v for k, v in vars(r).items() if v is not None} for r in self.rules
-            ],
+            "x-rules": [{k: v for k, v in vars(r).items() if v is not None} for r in self.rules],
         }
 
 
@@ -395,8 +393,14 @@ def load_spec(path: str | Path | None = None) -> PipelineSpec:
     """The built-in PICO spec, or a lab's own from a TOML or JSON file."""
     if path is None:
         return builtin_spec()
-    path = Path(path)
-    text = path.read_text("utf-8")
-    data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    return spec_from_dict(data)
-
+    path = Path(path).expanduser().resolve()
+    try:
+        text = path.read_text("utf-8")
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        # {spec_dir} lets a lab keep its script next to its spec file.
+        data["command"] = [
+            str(c).replace("{spec_dir}", str(path.parent)) for c in data.get("command", [])
+        ]
+        return spec_from_dict(data)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValidationError.one("pipeline_spec", f"{path}: {exc}") from None

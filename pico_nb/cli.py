@@ -1,0 +1,457 @@
+"""The `pico-nb` command line: every Lab operation, with one-line errors and stable --json."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pico_nb.errors import PicoError, ValidationError
+from pico_nb.lab import Lab
+from pico_nb.schemas import ExperimentRecord, Record, RunRecord
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _abs(path: str) -> str:
+    """Relative folders on the command line mean relative to where the user stands."""
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _settings_pairs(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """--set key=value pairs; values stay text and the spec types them."""
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValidationError.one("--set", f"expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _local(ts: datetime | None) -> str:
+    """Times in the viewer's zone, with the zone named."""
+    return ts.astimezone().strftime("%Y-%m-%d %H:%M %Z") if ts else "-"
+
+
+def _duration(seconds: float | None) -> str:
+    """1h 02m, 3m 05s, 12s."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def _dump(value: Record | list[Record] | dict[str, Any]) -> None:
+    """The --json form: records as JSON with ISO timestamps."""
+    if isinstance(value, list):
+        data: Any = [v.model_dump(mode="json") for v in value]
+    elif isinstance(value, Record):
+        data = value.model_dump(mode="json")
+    else:
+        data = value
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    """A plain aligned table for terminals."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _lab(args: argparse.Namespace) -> Lab:
+    """The Lab the command acts through."""
+    return Lab(args.home, args.user)
+
+
+# ------------------------------------------------------------------- experiments
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    exp = _lab(args).create_experiment(
+        args.name,
+        _abs(args.input),
+        _abs(args.output),
+        params=_settings_pairs(args.set),
+        description=args.description or "",
+    )
+    return _show_experiment(exp, args.json, created=True)
+
+
+def _show_experiment(exp: ExperimentRecord, as_json: bool, created: bool = False) -> int:
+    """Print one experiment as JSON or as readable lines."""
+    if as_json:
+        _dump(exp)
+        return 0
+    if created:
+        print(f"created experiment {exp.id}: {exp.name}")
+        return 0
+    print(f"experiment {exp.id}: {exp.name}")
+    print(f"  owner:       {exp.owner}{'  (shared with the lab)' if exp.shared else ''}")
+    print(f"  status:      {exp.status}")
+    if exp.description:
+        print(f"  description: {exp.description}")
+    print(f"  input:       {exp.input_path}")
+    print(f"  output:      {exp.output_path}")
+    if exp.parent_id:
+        print(f"  cloned from: experiment {exp.parent_id}")
+    print(f"  created:     {_local(exp.created_at)}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    items = lab.experiments(
+        status=args.status, search=args.search, limit=args.limit, offset=args.offset
+    )
+    if args.json:
+        _dump(items)
+        return 0
+    if not items:
+        print("no experiments")
+        return 0
+    rows = [
+        [
+            str(e.id),
+            e.name[:40],
+            e.status,
+            str(e.run_count),
+            _local(e.last_run.started_at if e.last_run else None),
+            e.owner,
+        ]
+        for e in items
+    ]
+    print(_table(rows, ["ID", "NAME", "STATUS", "RUNS", "LAST STARTED", "OWNER"]))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    exp = lab.get_experiment(args.id)
+    runs = lab.runs(args.id)
+    if args.json:
+        data = exp.model_dump(mode="json")
+        data["runs"] = [r.model_dump(mode="json") for r in runs]
+        _dump(data)
+        return 0
+    _show_experiment(exp, False)
+    changed = lab.spec.changed(exp.params)
+    print("  parameters (differing from defaults):" if changed else "  parameters: all defaults")
+    for key, value in changed.items():
+        print(f"    {key} = {value}")
+    if runs:
+        rows = [
+            [
+                str(r.number),
+                r.status,
+                _local(r.started_at),
+                _duration(r.duration_seconds),
+                "-" if r.exit_code is None else str(r.exit_code),
+                r.reason or "",
+            ]
+            for r in runs
+        ]
+        print("  runs:")
+        table = _table(rows, ["RUN", "STATUS", "STARTED", "DURATION", "EXIT", "REASON"])
+        print("\n".join("    " + line for line in table.splitlines()))
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {}
+    if args.name is not None:
+        changes["name"] = args.name
+    if args.description is not None:
+        changes["description"] = args.description
+    if args.input is not None:
+        changes["input_path"] = _abs(args.input)
+    if args.output is not None:
+        changes["output_path"] = _abs(args.output)
+    if args.set:
+        changes["params"] = _settings_pairs(args.set)
+    exp = _lab(args).update_experiment(args.id, **changes)
+    if not args.json:
+        print(f"updated experiment {exp.id}: {exp.name}")
+        return 0
+    return _show_experiment(exp, True)
+
+
+def cmd_clone(args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {}
+    if args.output is not None:
+        changes["output_path"] = _abs(args.output)
+    if args.set:
+        changes["params"] = _settings_pairs(args.set)
+    exp = _lab(args).clone_experiment(args.id, name=args.name, **changes)
+    if not args.json:
+        print(f"cloned experiment {args.id} as experiment {exp.id}: {exp.name}")
+        return 0
+    return _show_experiment(exp, True)
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    _lab(args).delete_experiment(args.id, remove_outputs=args.remove_outputs)
+    print(f"deleted experiment {args.id}" + (" and its outputs" if args.remove_outputs else ""))
+    return 0
+
+
+def cmd_share(args: argparse.Namespace) -> int:
+    exp = _lab(args).share_experiment(args.id, shared=not args.unshare)
+    print(f"experiment {exp.id} is {'shared with the lab' if exp.shared else 'private'}")
+    return 0
+
+
+# -------------------------------------------------------------------------- runs
+
+
+def _follow(lab: Lab, run: RunRecord, from_tail: int | None = None) -> int:
+    """Print a run's log live, progress in place on a terminal; Ctrl-C only detaches."""
+    tty = sys.stdout.isatty()
+    shown_progress = ""
+    try:
+        for event in lab.follow_log(run.id, from_tail=from_tail):
+            if event.line is not None:
+                if shown_progress and tty:
+                    sys.stdout.write("\r\x1b[K")
+                    shown_progress = ""
+                sys.stdout.write(event.line + "\n")
+            elif tty and event.progress_text and event.progress_text != shown_progress:
+                shown_progress = event.progress_text
+                sys.stdout.write("\r\x1b[K" + shown_progress[:200])
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        print(f"\ndetached; run {run.number} goes on (pico-nb logs {run.experiment_id} --follow)")
+        return 130
+    if shown_progress and tty:
+        sys.stdout.write("\n")
+    final = lab.wait(run.id)
+    print(f"run {final.number} {final.status}: {final.reason or ''}".rstrip())
+    return 0 if final.status == "completed" else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    run = lab.run_experiment(args.id)
+    if args.json and not args.follow:
+        _dump(run)
+        return 0
+    where = "queued" if run.status == "queued" else "started"
+    print(f"{where} run {run.number} of experiment {run.experiment_id} (log: {run.log_path})")
+    return _follow(lab, run) if args.follow else 0
+
+
+def _pick_run(lab: Lab, experiment_id: int, number: int | None) -> RunRecord:
+    """The numbered run, or the latest one."""
+    runs = lab.runs(experiment_id)
+    if not runs:
+        raise ValidationError.one("id", f"experiment {experiment_id} has no runs yet")
+    if number is None:
+        return runs[-1]
+    for run in runs:
+        if run.number == number:
+            return run
+    raise ValidationError.one("--run", f"experiment {experiment_id} has no run {number}")
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    run = _pick_run(lab, args.id, args.run)
+    run = lab.stop_run(run.id)
+    if run.active:
+        run = lab.wait(run.id, timeout=lab.settings.stop_grace_seconds + 10)
+    print(f"run {run.number} {run.status}: {run.reason or 'stop requested'}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    run = _pick_run(lab, args.id, args.run)
+    if args.follow:
+        return _follow(lab, run, from_tail=args.tail)
+    offset = 0
+    while True:
+        chunk = lab.read_log(run.id, offset)
+        sys.stdout.write(chunk.text)
+        if chunk.next_offset == offset:
+            break
+        offset = chunk.next_offset
+    return 0
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    spec = _lab(args).spec if args.home or args.user else None
+    if spec is None:
+        from pico_nb.params import load_spec
+        from pico_nb.settings import load_settings
+
+        spec = load_spec(load_settings().pipeline_spec)
+    if args.json:
+        print(json.dumps(spec.json_schema(), indent=2))
+        return 0
+    for group, params in spec.groups().items():
+        print(f"{group}:")
+        for p in params:
+            default = p.default if not isinstance(p.default, list) else ",".join(map(str, p.default))
+            print(f"  {p.name} = {default}")
+            print(f"      {p.help}")
+    return 0
+
+
+# ---------------------------------------------------------------------- accounts
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    """Ask twice on a terminal; --password-stdin for scripts. Never echoed, never logged."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat password: "):
+        raise ValidationError.one("password", "the two entries differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    lab = Lab.operator(args.home)
+    if args.action == "list":
+        users = lab.users()
+        if args.json:
+            _dump(users)
+            return 0
+        rows = [[u.username, "admin" if u.is_admin else "", _local(u.created_at)] for u in users]
+        print(_table(rows, ["USER", "ROLE", "CREATED"]))
+        return 0
+    if not args.name:
+        raise ValidationError.one("name", "is required")
+    if args.action == "add":
+        user = lab.add_user(args.name, _read_password(args), is_admin=args.admin)
+        print(f"added {'admin' if user.is_admin else 'user'} {user.username}")
+    elif args.action == "passwd":
+        lab.set_password(args.name, _read_password(args))
+        print(f"password of {args.name} changed")
+    elif args.action == "admin":
+        user = lab.set_admin(args.name, not args.revoke)
+        print(f"{user.username} is {'an admin' if user.is_admin else 'no longer an admin'}")
+    else:
+        lab.delete_user(args.name)
+        print(f"deleted user {args.name}")
+    return 0
+
+
+# -------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands; each maps to one Lab call."""
+    parser = argparse.ArgumentParser(prog="pico-nb", description=__doc__)
+    parser.add_argument("--home", help="data home (default: $PICO_NB_HOME or ~/.local/share/pico-nb)")
+    parser.add_argument("--user", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str, json_flag: bool = True) -> Any:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    p = add("create", cmd_create, "create an experiment")
+    p.add_argument("name")
+    p.add_argument("--input", required=True, help="folder of frames (frame_N.jpg or TIFF)")
+    p.add_argument("--output", required=True, help="folder for the results")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a pipeline parameter")
+    p.add_argument("--description")
+
+    p = add("list", cmd_list, "list experiments, newest first")
+    p.add_argument("--status")
+    p.add_argument("--search")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--offset", type=int, default=0)
+
+    p = add("show", cmd_show, "show an experiment and its runs")
+    p.add_argument("id", type=int)
+
+    p = add("edit", cmd_edit, "change an experiment")
+    p.add_argument("id", type=int)
+    p.add_argument("--name")
+    p.add_argument("--description")
+    p.add_argument("--input")
+    p.add_argument("--output")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+
+    p = add("clone", cmd_clone, "copy an experiment (own or shared)")
+    p.add_argument("id", type=int)
+    p.add_argument("--name")
+    p.add_argument("--output")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+
+    p = add("delete", cmd_delete, "delete an experiment and its logs", json_flag=False)
+    p.add_argument("id", type=int)
+    p.add_argument("--remove-outputs", action="store_true", help="also delete its output folder")
+
+    p = add("share", cmd_share, "share an experiment read-only with the lab", json_flag=False)
+    p.add_argument("id", type=int)
+    p.add_argument("--unshare", action="store_true")
+
+    p = add("run", cmd_run, "run an experiment (queued if no slot is free)")
+    p.add_argument("id", type=int)
+    p.add_argument("--follow", action="store_true", help="print the live log until it ends")
+
+    p = add("stop", cmd_stop, "stop an experiment's run", json_flag=False)
+    p.add_argument("id", type=int)
+    p.add_argument("--run", type=int, help="run number (default: the latest)")
+
+    p = add("logs", cmd_logs, "print a run's log", json_flag=False)
+    p.add_argument("id", type=int)
+    p.add_argument("--run", type=int, help="run number (default: the latest)")
+    p.add_argument("--follow", action="store_true")
+    p.add_argument("--tail", type=int, help="with --follow: start from the last N lines")
+
+    add("params", cmd_params, "list the pipeline's parameters (JSON Schema with --json)")
+
+    p = add("users", cmd_users, "manage hub accounts")
+    p.add_argument("action", choices=["add", "list", "delete", "passwd", "admin"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--admin", action="store_true", help="with add: make an admin")
+    p.add_argument("--revoke", action="store_true", help="with admin: take admin rights away")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+    from pico_nb.demo import add_demo_commands
+
+    add_demo_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; errors become one line on stderr and a non-zero exit."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ValidationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PicoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Execution: supervisors, the local executor and the Celery executor."""

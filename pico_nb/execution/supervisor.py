@@ -1,0 +1,213 @@
+"""The detached process that owns one pipeline run: log, heartbeat, stop, and the final record.
+
+Started as `python -m pico_nb.execution.supervisor RUN_ID` by whoever claimed the run's slot,
+in its own session, so closing a tab, a kernel or a terminal never touches the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pico_nb.db import Database, open_database
+from pico_nb.execution import local
+from pico_nb.logs import LogWriter
+from pico_nb.models import Run, utcnow
+from pico_nb.settings import Settings
+
+READ_SIZE = 1 << 16
+PROGRESS_INTERVAL = 1.0
+
+
+def describe_exit(
+    returncode: int, stopped_by: str | None, killed_after_grace: float | None
+) -> tuple[str, str, int | None, str | None]:
+    """(status, reason, exit_code, signal) in words a person understands."""
+    signame = None
+    if returncode < 0:
+        try:
+            signame = signal.Signals(-returncode).name
+        except ValueError:
+            signame = f"signal {-returncode}"
+    exit_code = returncode if returncode >= 0 else None
+    if stopped_by:
+        reason = f"stopped by {stopped_by}"
+        if killed_after_grace is not None:
+            reason += f" (killed with SIGKILL after {killed_after_grace:g} s grace)"
+        return "cancelled", reason, exit_code, signame
+    if signame == "SIGKILL":
+        return "failed", "killed by SIGKILL — likely out of memory", None, signame
+    if signame:
+        return "failed", f"killed by {signame}", None, signame
+    status = "completed" if returncode == 0 else "failed"
+    return status, f"exit code {returncode}", returncode, None
+
+
+class Supervisor:
+    """Runs one pipeline process to its end and keeps the database told."""
+
+    def __init__(self, db: Database, settings: Settings, run_id: int) -> None:
+        self.db, self.settings, self.run_id = db, settings, run_id
+        self.wake = False
+        self.stopped_by: str | None = None
+        self.term_at: float | None = None
+        self.killed_after: float | None = None
+
+    def _on_sigterm(self, _signum: int, _frame: Any) -> None:
+        """A Lab on this host asks us to check for a stop request now."""
+        self.wake = True
+
+    def start(self) -> tuple[subprocess.Popen[bytes], LogWriter] | None:
+        """Open the log and start the pipeline in its own process group."""
+        with self.db.write() as session:
+            run = session.get(Run, self.run_id)
+            if run is None or run.status != "running":
+                return None
+            run.supervisor_pid = os.getpid()
+            argv, log_path, gpus = list(run.argv), run.log_path, run.gpus
+            output = run.output_path
+            header = [
+                f"# experiment {run.experiment_id}: {run.experiment.name}",
+                f"# run {run.number} by {run.user.username} on {local.HOST}"
+                + (f", GPU {gpus}" if gpus else ""),
+                f"# started {run.started_at.isoformat(timespec='seconds')}",
+                "# command: " + subprocess.list2cmdline(argv),
+            ]
+        try:
+            writer = LogWriter(Path(log_path))
+            writer.header(header)
+            local.ensure_dir(output)
+            env = {k: v for k, v in os.environ.items() if k != local.SETTINGS_ENV}
+            env["PYTHONUNBUFFERED"] = "1"
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = gpus
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=output,
+                env=env,
+            )
+        except OSError as exc:
+            with self.db.write() as session:
+                local.finish(session.get(Run, self.run_id), "failed", f"could not start: {exc}")
+            return None
+        with self.db.write() as session:
+            run = session.get(Run, self.run_id)
+            run.pid, run.pgid = proc.pid, proc.pid
+        return proc, writer
+
+    def _report(self, writer: LogWriter) -> None:
+        """Heartbeat with the latest progress, and pick up a stop request from any host."""
+        progress = writer.progress
+        with self.db.write() as session:
+            run = session.get(Run, self.run_id)
+            run.heartbeat_at = utcnow()
+            if progress is not None:
+                run.stage = progress.stage[:200] if progress.stage else run.stage
+                run.progress = progress.fraction
+                run.eta_seconds = progress.eta_seconds
+            self.stopped_by = self.stopped_by or run.stop_requested_by
+
+    def _enforce_stop(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGTERM to the whole group at once, SIGKILL once the grace period is over."""
+        if not self.stopped_by or proc.poll() is not None:
+            return
+        now = time.monotonic()
+        if self.term_at is None:
+            self.term_at = now
+            local.signal_group(proc.pid, signal.SIGTERM)
+        elif now - self.term_at >= self.settings.stop_grace_seconds and self.killed_after is None:
+            self.killed_after = self.settings.stop_grace_seconds
+            local.signal_group(proc.pid, signal.SIGKILL)
+
+    def supervise(self, proc: subprocess.Popen[bytes], writer: LogWriter) -> int:
+        """Copy output to the log until the pipeline ends, heartbeating on the way."""
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        selector = selectors.DefaultSelector()
+        selector.register(fd, selectors.EVENT_READ)
+        last_beat = last_progress = 0.0
+        seen_progress = None
+        open_pipe = True
+        while open_pipe or proc.poll() is None:
+            if open_pipe and selector.select(timeout=0.2):
+                data = os.read(fd, READ_SIZE)
+                if data:
+                    writer.feed(data)
+                else:
+                    open_pipe = False
+                    selector.unregister(fd)
+            elif open_pipe:
+                writer.tick()
+            else:  # the pipeline closed its output but has not exited yet
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=0.2)
+            now = time.monotonic()
+            progress_due = (
+                writer.progress != seen_progress and now - last_progress >= PROGRESS_INTERVAL
+            )
+            if self.wake or progress_due or now - last_beat >= self.settings.heartbeat_seconds:
+                self.wake = False
+                seen_progress = writer.progress
+                self._report(writer)
+                last_beat = last_progress = now
+            self._enforce_stop(proc)
+        selector.close()
+        proc.stdout.close()
+        return proc.wait()
+
+    def conclude(self, returncode: int, writer: LogWriter) -> None:
+        """Write the final line and the final record, then hand the slot on."""
+        status, reason, exit_code, signame = describe_exit(
+            returncode, self.stopped_by, self.killed_after
+        )
+        writer.feed(f"\n# finished: {status} ({reason})\n".encode())
+        progress = writer.progress
+        writer.close()
+        with self.db.write() as session:
+            run = session.get(Run, self.run_id)
+            if progress is not None and progress.stage:
+                run.stage = progress.stage[:200]
+            if status == "completed":
+                run.progress = 1.0
+            local.finish(
+                run, status, reason, exit_code=exit_code, signal=signame, heartbeat_at=utcnow()
+            )
+        local.dispatch(self.db, self.settings)
+
+    def run(self) -> int:
+        """Start, supervise and conclude; the process exit code is 0 unless we broke."""
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        started = self.start()
+        if started is None:
+            local.dispatch(self.db, self.settings)
+            return 1
+        proc, writer = started
+        returncode = self.supervise(proc, writer)
+        local.signal_group(proc.pid, signal.SIGKILL)  # leftovers of the pipeline die with it
+        self.conclude(returncode, writer)
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: the run id is the only argument; settings come from the environment."""
+    args = sys.argv[1:] if argv is None else argv
+    settings = local.settings_from_env()
+    db = open_database(settings.effective_database_url)
+    return Supervisor(db, settings, int(args[0])).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

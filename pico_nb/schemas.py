@@ -1,0 +1,120 @@
+"""The records Lab returns: plain pydantic models, never ORM objects, so a remote Lab can too."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Record(BaseModel):
+    """Frozen, JSON-round-trippable base of every API record."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+
+class UserRecord(Record):
+    """Who is acting, and whether they may see everything."""
+
+    username: str
+    is_admin: bool = False
+    has_password: bool = False
+    created_at: datetime | None = None
+
+
+class FrameInfo(Record):
+    """What an input folder holds, so forms can confirm the folder before saving."""
+
+    path: str
+    kind: str  # "jpg sequence", "tiff stack", "tiff sequence"
+    count: int
+    files: int
+    first: str
+    width: int | None = None
+    height: int | None = None
+
+
+class RunRecord(Record):
+    """One run as a user sees it: what ran, where, and how it ended."""
+
+    id: int
+    experiment_id: int
+    number: int
+    user: str
+    status: str
+    argv: list[str]
+    params: dict[str, Any]
+    input_path: str
+    output_path: str
+    log_path: str
+    host: str | None = None
+    worker: str | None = None
+    pid: int | None = None
+    gpus: str | None = None
+    queued_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    reason: str | None = None
+    stage: str | None = None
+    progress: float | None = None
+    eta_seconds: float | None = None
+    provenance: dict[str, Any] = {}
+
+    @property
+    def active(self) -> bool:
+        """Queued or running: it may still change."""
+        return self.status in ("queued", "running")
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Wall time so far or in total; None until it started."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at or datetime.now(self.started_at.tzinfo)
+        return max(0.0, (end - self.started_at).total_seconds())
+
+
+class ExperimentRecord(Record):
+    """An experiment with a summary of its latest run, as lists and detail views need."""
+
+    id: int
+    owner: str
+    name: str
+    description: str
+    input_path: str
+    output_path: str
+    pipeline: str
+    params: dict[str, Any]
+    parent_id: int | None = None
+    shared: bool = False
+    created_at: datetime
+    updated_at: datetime
+    status: str = "created"
+    run_count: int = 0
+    last_run: RunRecord | None = None
+
+
+class LogChunk(Record):
+    """Text read from a run's log and where the next read starts."""
+
+    run_id: int
+    text: str
+    offset: int
+    next_offset: int
+    size: int
+    finished: bool
+
+
+class LogLine(Record):
+    """One event while following a log: a complete line and/or the latest progress."""
+
+    line: str | None = None
+    stage: str | None = None
+    progress: float | None = None
+    eta_seconds: float | None = None
+    progress_text: str | None = None
+    offset: int = 0

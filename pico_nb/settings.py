@@ -1,0 +1,108 @@
+"""One settings object: built-in defaults < pico_nb.toml < PICO_NB_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticError
+
+from pico_nb.errors import ValidationError
+
+ENV_PREFIX = "PICO_NB_"
+
+
+def default_home() -> Path:
+    """The embedded default's data home, following the XDG convention."""
+    env = os.environ.get(ENV_PREFIX + "HOME")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "pico-nb"
+
+
+class Settings(BaseModel):
+    """Everything an operator can configure; each field documents its default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(description="Data home: database, logs, demo data. $PICO_NB_HOME.")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means SQLite at <home>/pico-nb.sqlite."
+    )
+    data_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders experiments may read from and write to; empty = user home + home.",
+    )
+    pipeline_spec: Path | None = Field(
+        None, description="TOML/JSON file defining a lab's own PICO command and parameters."
+    )
+    max_concurrent_runs: int = Field(1, ge=1, description="Runs executing at once on this host.")
+    max_runs_per_user: int | None = Field(
+        None, ge=1, description="Running runs one user may hold at once; empty = no cap."
+    )
+    gpus: list[str] = Field(
+        default_factory=list, description="GPU ids handed out one per run as CUDA_VISIBLE_DEVICES."
+    )
+    stop_grace_seconds: float = Field(
+        10.0, gt=0, description="Seconds between SIGTERM and SIGKILL when a run is stopped."
+    )
+    heartbeat_seconds: float = Field(
+        2.0, gt=0, description="How often a supervisor reports that its run is alive."
+    )
+    lost_after_seconds: float = Field(
+        30.0, gt=0, description="Heartbeat age after which a run whose process is gone is lost."
+    )
+    executor: Literal["local", "celery"] = Field(
+        "local", description="local = detached processes here; celery = workers via a broker."
+    )
+    broker_url: str = Field("", description="Celery broker URL, e.g. redis://127.0.0.1:6379/0.")
+
+    @property
+    def effective_database_url(self) -> str:
+        """The URL actually used, so the SQLite default follows the home."""
+        return self.database_url or f"sqlite:///{self.home / 'pico-nb.sqlite'}"
+
+    @property
+    def effective_data_roots(self) -> list[Path]:
+        """Resolved roots; by default the user's home folder and the data home."""
+        roots = self.data_roots or [Path.home(), self.home]
+        return [Path(r).expanduser().resolve() for r in roots]
+
+
+def _env_values() -> dict[str, Any]:
+    """PICO_NB_* variables, with lists given comma-separated."""
+    out: dict[str, Any] = {}
+    for name, info in Settings.model_fields.items():
+        raw = os.environ.get(ENV_PREFIX + name.upper())
+        if raw is None:
+            continue
+        is_list = "list" in str(info.annotation)
+        out[name] = [p.strip() for p in raw.split(",") if p.strip()] if is_list else raw
+    return out
+
+
+def load_settings(home: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the layers in order; a bad value is a ValidationError naming the setting."""
+    env = _env_values()
+    base_home = Path(home).expanduser() if home is not None else default_home()
+    config_path = Path(os.environ.get(ENV_PREFIX + "CONFIG", base_home / "pico_nb.toml"))
+    values: dict[str, Any] = {"home": base_home}
+    if config_path.is_file():
+        try:
+            values.update(tomllib.loads(config_path.read_text("utf-8")))
+        except tomllib.TOMLDecodeError as exc:
+            raise ValidationError.one(str(config_path), f"is not valid TOML: {exc}") from None
+    values.update(env)
+    if home is not None:
+        values["home"] = base_home
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except PydanticError as exc:
+        raise ValidationError(
+            {".".join(map(str, e["loc"])) or "settings": e["msg"] for e in exc.errors()}
+        ) from None

@@ -1,0 +1,76 @@
+"""Rules for the values users type: names, descriptions and folders (DESIGN.md, "input")."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+MAX_NAME = 200
+MAX_DESCRIPTION = 10_000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def check_name(value: object) -> str:
+    """A name is one visible line: 1-200 characters, no control characters."""
+    if not isinstance(value, str):
+        raise ValueError("must be text")
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > MAX_NAME:
+        raise ValueError(f"must be at most {MAX_NAME} characters (got {len(value)})")
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters or line breaks")
+    return value
+
+
+def check_description(value: object) -> str:
+    """Descriptions may span lines but stay printable and bounded."""
+    if not isinstance(value, str):
+        raise ValueError("must be text")
+    if len(value) > MAX_DESCRIPTION:
+        raise ValueError(f"must be at most {MAX_DESCRIPTION} characters (got {len(value)})")
+    if _CONTROL_BUT_NEWLINES.search(value):
+        raise ValueError("must not contain control characters")
+    return value.strip()
+
+
+def check_folder(value: object, roots: list[Path]) -> Path:
+    """Resolve a folder (symlinks and '..' included) and keep it inside the data roots."""
+    if not isinstance(value, str | os.PathLike) or not str(value).strip():
+        raise ValueError("must be a folder path")
+    text = str(value).strip()
+    if _CONTROL.search(text):
+        raise ValueError("must not contain control characters")
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise ValueError("must be an absolute path")
+    resolved = path.resolve()
+    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+        allowed = ", ".join(str(r) for r in roots)
+        raise ValueError(f"must be inside the data roots ({allowed})")
+    return resolved
+
+
+def check_input_folder(value: object, roots: list[Path]) -> Path:
+    """The input must be an existing, readable folder inside the roots."""
+    path = check_folder(value, roots)
+    if not path.is_dir():
+        raise ValueError(f"{path} is not an existing folder")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ValueError(f"{path} is not readable")
+    return path
+
+
+def check_output_folder(value: object, roots: list[Path], input_path: Path | None) -> Path:
+    """The output may not exist yet, but must not be a file or sit inside the input."""
+    path = check_folder(value, roots)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file, not a folder")
+    if input_path is not None and (path == input_path or path.is_relative_to(input_path)):
+        raise ValueError("must not be the input folder or inside it")
+    if path in roots:
+        raise ValueError("must be a subfolder, not a data root itself")
+    return path

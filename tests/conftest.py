@@ -1,0 +1,109 @@
+"""Shared fixtures: a data home per test, real SQLite files and the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import psycopg
+import pytest
+from PIL import Image
+
+from pico_nb.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pico_nb.lab import Lab
+
+PG_ADMIN_URL = os.environ.get("PICO_NB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_PIPELINE = Path(__file__).parent / "fake_pipeline.py"
+
+
+def write_frames(folder: Path, count: int = 3, size: tuple[int, int] = (16, 16)) -> Path:
+    """A tiny frame_N.jpg sequence, as the microscope writes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        data = rng.integers(0, 255, size=size, dtype=np.uint8)
+        Image.fromarray(data).save(folder / f"frame_{i}.jpg")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The machine's PostgreSQL; tests fail rather than skip if it is missing."""
+    with psycopg.connect(PG_ADMIN_URL, connect_timeout=5) as conn:
+        conn.execute("SELECT 1")
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    name = f"pico_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = pg_server.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    from pico_nb import db
+
+    url = db.normalise_url(f"{base}/{name}")
+    engine = db._engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Run a test once on SQLite and once on PostgreSQL."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_url")
+    return ""
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A data home of its own for each test."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings_for(home: Path, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings rooted in the test's folder, with the fake pipeline as the pipeline."""
+
+    def make(database_url: str = "", **overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "database_url": database_url,
+            "data_roots": [str(tmp_path)],
+            "pipeline_spec": str(TEST_PIPELINE.with_suffix(".toml")),
+            "heartbeat_seconds": 0.5,
+        }
+        values.update(overrides)
+        return load_settings(home, **values)
+
+    return make
+
+
+@pytest.fixture
+def lab_for(settings_for: Callable[..., Settings], backend: str) -> Callable[..., Lab]:
+    """Labs for named users on the parametrised backend."""
+
+    from pico_nb.lab import Lab
+
+    def make(user: str = "alice", **overrides: object) -> Lab:
+        return Lab(user=user, settings=settings_for(backend, **overrides))
+
+    return make
+
+
+@pytest.fixture
+def frames(tmp_path: Path) -> Path:
+    """An input folder with three frames."""
+    return write_frames(tmp_path / "input")
