@@ -1,0 +1,115 @@
+"""Where each stage keeps its outputs, and readers that rebuild corrected/registered frames.
+
+Later stages (and jump_to_* reruns) read earlier results only through these, so the
+folder layout is defined in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pico_nb.errors import ValidationError
+from pico_nb.pipeline.register import shift_frames, warp_frames
+from pico_nb.pipeline.store import DiskStack
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The output folder and the original pipeline's sub-folder names."""
+
+    root: Path
+    thresh_pmap: int
+
+    @property
+    def preprocess(self) -> Path:
+        return self.root / "preprocess"
+
+    @property
+    def mc(self) -> Path:
+        return self.root / "mc"
+
+    @property
+    def rmbg(self) -> Path:
+        return self.root / "rmbg"
+
+    @property
+    def seg(self) -> Path:
+        return self.root / f"seg_results_thresh_pmap_{self.thresh_pmap}"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    def make(self) -> None:
+        """Create every stage folder."""
+        for folder in (self.preprocess, self.mc, self.rmbg, self.seg):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def require(self, *paths: Path, flag: str) -> None:
+        """Stop with a clear message when a jump flag needs outputs that are not there."""
+        missing = [p for p in paths if not p.exists()]
+        if missing:
+            raise ValidationError.one(
+                flag,
+                f"needs {missing[0].relative_to(self.root)} from an earlier run in "
+                f"{self.root}, which is missing; run without {flag} first",
+            )
+
+
+def read_info(folder: Path) -> dict[str, Any]:
+    """A stage's info.json."""
+    return json.loads((folder / "info.json").read_text("utf-8"))
+
+
+class Corrected:
+    """Preprocessed frames (cropped, bad frames replaced) with the flat-field applied."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.stack = DiskStack.open(layout.preprocess / "movie.npy")
+        flat = layout.preprocess / "flatfield_gain.npy"
+        self.gain = np.load(flat) if flat.exists() else None
+        self.dtype = self.stack.dtype if self.gain is None else np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.stack)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Frames [start, stop) in the stored dtype, or float32 when flat-fielded."""
+        frames = self.stack.read(start, stop)
+        if self.gain is None:
+            return frames
+        return frames.astype(np.float32) * self.gain
+
+
+class Registered:
+    """Motion-corrected frames: from mc/registered.tif when kept, else re-derived from shifts."""
+
+    def __init__(self, layout: Layout) -> None:
+        info = read_info(layout.mc)
+        movie = layout.mc / "registered.tif"
+        self.stack = DiskStack.open(movie) if info["saved_movie"] and movie.exists() else None
+        self.corrected = None if self.stack else Corrected(layout)
+        self.shifts = np.loadtxt(layout.mc / "shifts.csv", delimiter=",", skiprows=1)[:, 1:3]
+        self.shifts = self.shifts.reshape(-1, 2)
+        patch_file = layout.mc / "pw_shifts.npy"
+        self.patch_shifts = np.load(patch_file) if info["pw_rigid"] else None
+        self.border = info["border_nan"]
+        self.opencv = info["shifts_opencv"]
+        self.n_frames = info["frames"]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Registered frames [start, stop) as float32; NaN borders read as 0 (they are
+        outside the margin segmentation uses)."""
+        if self.stack is not None:
+            return np.nan_to_num(self.stack.read(start, stop).astype(np.float32))
+        frames = self.corrected.read(start, stop)
+        if self.patch_shifts is not None:
+            moved = warp_frames(frames, self.patch_shifts[start:stop], self.border)
+        else:
+            moved = shift_frames(frames, self.shifts[start:stop], self.border, self.opencv)
+        return np.nan_to_num(moved.astype(np.float32))

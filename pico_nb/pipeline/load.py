@@ -1,0 +1,235 @@
+"""Finding and reading the input movie: frame_N.jpg sequences, TIFF stacks and TIFF sequences.
+
+Everything that can be checked cheaply (names, numbering, frame sizes, crop) is checked
+before any frame is decoded, so a bad input stops the run in seconds with a message
+naming the file.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+
+from pico_nb.errors import ValidationError
+
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+TIFF_SUFFIXES = (".tif", ".tiff")
+_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A checked input movie: its files, how many frames each holds, and the frame format."""
+
+    kind: str
+    files: tuple[Path, ...]
+    frames_per_file: tuple[int, ...]
+    frame_shape: tuple[int, int]
+    dtype: np.dtype
+
+    @property
+    def n_frames(self) -> int:
+        return sum(self.frames_per_file)
+
+    def describe(self) -> str:
+        """One line for logs and summary.json."""
+        first = self.files[0]
+        where = first.parent if len(self.files) > 1 else first
+        return f"{self.kind}: {self.n_frames} frames of {self.frame_shape} {self.dtype} in {where}"
+
+
+def _bad(path: Path | str, rule: str) -> ValidationError:
+    """Input errors always name data_path and the file at fault."""
+    return ValidationError.one("data_path", f"{path}: {rule}")
+
+
+def _number(path: Path) -> int | None:
+    """The frame number in a name such as frame_17.jpg (the last digits in the stem)."""
+    match = _NUMBER.search(path.stem)
+    return int(match.group(1)) if match else None
+
+
+def _ordered(files: list[Path]) -> list[Path]:
+    """Files in numeric order; a gap in the numbering means a frame is missing."""
+    numbered = [(_number(f), f) for f in files]
+    if any(n is None for n, _ in numbered):
+        return sorted(files)
+    numbered.sort(key=lambda item: item[0])
+    for (n0, f0), (n1, f1) in zip(numbered, numbered[1:], strict=False):
+        if n1 == n0:
+            raise _bad(f1, f"has the same frame number as {f0.name}")
+        if n1 != n0 + 1:
+            digits = len(_NUMBER.search(f0.stem).group(1))
+            missing = _NUMBER.sub(str(n0 + 1).zfill(digits), f0.stem) + f0.suffix
+            raise _bad(f0.parent / missing, f"frame {n0 + 1} is missing from the sequence")
+    return [f for _, f in numbered]
+
+
+def jpeg_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the JPEG header alone, without decoding the image."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) != b"\xff\xd8":
+                raise _bad(path, "is not a JPEG image")
+            while True:
+                byte = f.read(1)
+                while byte == b"\xff":
+                    byte = f.read(1)
+                if not byte:
+                    raise _bad(path, "is truncated before its image header")
+                marker = byte[0]
+                length_bytes = f.read(2)
+                if len(length_bytes) < 2:
+                    raise _bad(path, "is truncated before its image header")
+                (length,) = struct.unpack(">H", length_bytes)
+                if marker in _SOF_MARKERS:
+                    header = f.read(5)
+                    if len(header) < 5:
+                        raise _bad(path, "is truncated in its image header")
+                    _, height, width = struct.unpack(">BHH", header)
+                    return height, width
+                f.seek(length - 2, 1)
+                if f.read(1) != b"\xff":
+                    raise _bad(path, "has a corrupt JPEG header")
+    except OSError as exc:
+        raise _bad(path, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def _tiff_layout(path: Path) -> tuple[int, tuple[int, int], np.dtype]:
+    """(frames, (height, width), dtype) of one TIFF file, from its header."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, dtype = tuple(series.shape), np.dtype(series.dtype)
+    except Exception as exc:  # tifffile raises many types for damaged files
+        raise _bad(path, f"is not a readable TIFF ({exc})") from None
+    if len(shape) >= 3 and shape[-1] in (3, 4):
+        shape = shape[:-1]
+    if len(shape) == 2:
+        return 1, (shape[0], shape[1]), dtype
+    if len(shape) == 3:
+        return shape[0], (shape[1], shape[2]), dtype
+    raise _bad(path, f"has shape {shape}; expected frames × height × width")
+
+
+def discover(data_path: str | Path) -> Source:
+    """Check the input and describe it; raises ValidationError naming the field and file."""
+    path = Path(data_path)
+    if not path.exists():
+        raise _bad(path, "does not exist")
+    if path.is_file():
+        if path.suffix.lower() in TIFF_SUFFIXES or path.suffix.lower() in JPEG_SUFFIXES:
+            files = [path]
+        else:
+            raise _bad(path, "is neither a TIFF file nor a folder of frame_N.jpg images")
+    else:
+        entries = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
+        files = [p for p in entries if p.suffix.lower() in JPEG_SUFFIXES]
+        if not files:
+            files = [p for p in entries if p.suffix.lower() in TIFF_SUFFIXES]
+        if not files:
+            raise _bad(path, "contains no frame_N.jpg images or TIFF files")
+        files = _ordered(files)
+    if files[0].suffix.lower() in JPEG_SUFFIXES:
+        return _jpeg_source(files)
+    return _tiff_source(files)
+
+
+def _jpeg_source(files: Sequence[Path]) -> Source:
+    """A JPEG sequence whose headers all agree on the frame size."""
+    shape = jpeg_size(files[0])
+    for f in files[1:]:
+        other = jpeg_size(f)
+        if other != shape:
+            raise _bad(f, f"is {other[0]}×{other[1]} but {files[0].name} is {shape[0]}×{shape[1]}")
+    return Source("jpeg sequence", tuple(files), (1,) * len(files), shape, np.dtype(np.uint8))
+
+
+def _tiff_source(files: Sequence[Path]) -> Source:
+    """One TIFF stack, or several stacks/single frames concatenated in numeric order."""
+    counts = []
+    frames, shape, dtype = _tiff_layout(files[0])
+    counts.append(frames)
+    for f in files[1:]:
+        n, other, other_dtype = _tiff_layout(f)
+        if other != shape:
+            raise _bad(f, f"is {other[0]}×{other[1]} but {files[0].name} is {shape[0]}×{shape[1]}")
+        if other_dtype != dtype:
+            raise _bad(f, f"holds {other_dtype} pixels but {files[0].name} holds {dtype}")
+        counts.append(n)
+    if dtype not in (np.uint8, np.uint16):
+        dtype = np.dtype(np.float32)
+    kind = "tiff stack" if len(files) == 1 else "tiff sequence"
+    return Source(kind, tuple(files), tuple(counts), shape, dtype)
+
+
+def check_crop(source: Source, crop: Sequence[int]) -> tuple[slice, slice]:
+    """The crop as slices, or an error naming crop_parameter and the frame size."""
+    y, x, height, width = (int(v) for v in crop)
+    frame_h, frame_w = source.frame_shape
+    if y + height > frame_h or x + width > frame_w:
+        raise ValidationError.one(
+            "crop_parameter",
+            f"rows {y}-{y + height} × columns {x}-{x + width} fall outside the "
+            f"{frame_h}×{frame_w} frame (height×width); use 0 0 {frame_h} {frame_w} to keep "
+            "the whole frame",
+        )
+    return slice(y, y + height), slice(x, x + width)
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    """Colour frames become grayscale by luminance, as the original reads them."""
+    return image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+class FrameReader:
+    """Reads frame ranges of a Source, decoding JPEGs on a thread pool."""
+
+    def __init__(self, source: Source, threads: int = 2) -> None:
+        self.source = source
+        self.threads = threads
+        self._starts = np.cumsum((0, *source.frames_per_file))
+
+    def _jpeg(self, path: Path) -> np.ndarray:
+        """One decoded JPEG frame, or an error naming the file."""
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise _bad(path, "cannot be decoded (damaged or not an image)")
+        if image.shape != self.source.frame_shape:
+            raise _bad(path, f"decodes to {image.shape} instead of {self.source.frame_shape}")
+        return image
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Frames [start, stop) in the source dtype."""
+        src = self.source
+        if src.kind == "jpeg sequence":
+            with ThreadPoolExecutor(self.threads) as pool:
+                return np.stack(list(pool.map(self._jpeg, src.files[start:stop])))
+        out = np.empty((stop - start, *src.frame_shape), src.dtype)
+        first = int(np.searchsorted(self._starts, start, side="right")) - 1
+        filled = 0
+        for index in range(first, len(src.files)):
+            if start + filled >= stop:
+                break
+            lo = start + filled - int(self._starts[index])
+            hi = min(src.frames_per_file[index], stop - int(self._starts[index]))
+            path = src.files[index]
+            try:
+                with tifffile.TiffFile(path) as tif:
+                    data = tif.asarray(key=range(lo, hi)) if hi - lo > 1 else tif.asarray(key=lo)
+            except Exception as exc:  # a damaged page can raise many types
+                raise _bad(path, f"frames {lo}-{hi} cannot be read ({exc})") from None
+            if data.shape[-1] in (3, 4) and data.shape[-3:-1] == src.frame_shape:
+                data = _gray(data)
+            out[filled : filled + hi - lo] = data.reshape(hi - lo, *src.frame_shape)
+            filled += hi - lo
+        return out

@@ -1,0 +1,127 @@
+"""Frame stacks on disk, read and written in chunks with plain file I/O.
+
+Plain reads keep file pages in the page cache rather than in the process's resident
+memory (a memmap would count them), so peak RSS follows the chunk size, not the movie.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+
+class DiskStack:
+    """A (frames, height, width) array stored contiguously at an offset in a .npy or .tif file."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype, offset: int) -> None:
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.offset = offset
+        self.frame_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @classmethod
+    def create(cls, path: Path, shape: tuple[int, ...], dtype: np.dtype | type) -> DiskStack:
+        """A new sparse file of the right size; .tif files are readable by any TIFF viewer."""
+        path = Path(path)
+        dtype = np.dtype(dtype)
+        if path.suffix in (".tif", ".tiff"):
+            big = int(np.prod(shape)) * dtype.itemsize > 2**31
+            image = tifffile.memmap(
+                path, shape=shape, dtype=dtype, photometric="minisblack", bigtiff=big
+            )
+            del image
+            return cls.open(path)
+        header = {
+            "descr": np.lib.format.dtype_to_descr(dtype),
+            "fortran_order": False,
+            "shape": tuple(shape),
+        }
+        with open(path, "wb") as f:
+            np.lib.format.write_array_header_2_0(f, header)
+            offset = f.tell()
+            f.truncate(offset + int(np.prod(shape)) * dtype.itemsize)
+        return cls(path, shape, dtype, offset)
+
+    @classmethod
+    def open(cls, path: Path) -> DiskStack:
+        """An existing stack written by create() (or any uncompressed contiguous .npy/.tif)."""
+        path = Path(path)
+        if path.suffix in (".tif", ".tiff"):
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                if series.dataoffset is None:
+                    raise ValueError(f"{path} is not a contiguous uncompressed TIFF")
+                shape = series.shape if len(series.shape) == 3 else (1, *series.shape)
+                return cls(path, shape, series.dtype, series.dataoffset)
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(f)
+            return cls(path, shape, dtype, f.tell())
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Frames [start, stop) as a fresh writable array."""
+        stop = min(stop, self.shape[0])
+        out = np.empty((max(0, stop - start), *self.shape[1:]), self.dtype)
+        if out.size:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                got = os.preadv(
+                    fd, [memoryview(out).cast("B")], self.offset + start * self.frame_bytes
+                )
+            finally:
+                os.close(fd)
+            if got != out.nbytes:
+                raise OSError(f"{self.path} is shorter than its header says")
+        return out
+
+    def read_rows(self, top: int, bottom: int) -> np.ndarray:
+        """Rows [top, bottom) of every frame, for tile-wise work on a stack too big for memory."""
+        row_bytes = self.frame_bytes // self.shape[1]
+        out = np.empty((self.shape[0], bottom - top, *self.shape[2:]), self.dtype)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for t in range(self.shape[0]):
+                where = self.offset + t * self.frame_bytes + top * row_bytes
+                os.preadv(fd, [memoryview(out[t]).cast("B")], where)
+        finally:
+            os.close(fd)
+        return out
+
+    def write(self, start: int, frames: np.ndarray) -> None:
+        """Store frames at start, converting to the stack's dtype."""
+        data = np.ascontiguousarray(frames, dtype=self.dtype)
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, memoryview(data).cast("B"), self.offset + start * self.frame_bytes)
+        finally:
+            os.close(fd)
+
+    def chunks(self, size: int) -> Iterator[tuple[int, int]]:
+        """Consecutive [start, stop) ranges of at most size frames."""
+        return chunk_ranges(self.shape[0], size)
+
+
+def chunk_ranges(total: int, size: int) -> Iterator[tuple[int, int]]:
+    """Consecutive [start, stop) ranges of at most size items covering total."""
+    size = max(1, int(size))
+    for start in range(0, total, size):
+        yield start, min(total, start + size)
+
+
+def frames_per_chunk(frame_shape: tuple[int, ...], requested: int, budget_mb: int = 192) -> int:
+    """The requested chunk, capped so one float32 chunk stays within the memory budget."""
+    per_frame = int(np.prod(frame_shape)) * 4
+    return max(1, min(int(requested), budget_mb * 2**20 // per_frame))

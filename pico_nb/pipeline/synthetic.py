@@ -1,0 +1,349 @@
+"""Demo movies with ground truth: a 1-photon-like recording whose answer is known.
+
+Neurons of varied shape, size and brightness (some touching) fire calcium transients on
+top of a strong, uneven, slowly drifting background with neuropil and dark vessels; the
+tissue moves by a sub-pixel random walk; shot and read noise are added; a few frames
+are corrupted. `ground_truth.npz` holds what a pipeline should recover.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+from scipy import signal, sparse
+
+PAD = 8
+MAX_SHIFT = 5.0
+_CHUNK = 50
+_GAIN = 0.6
+_READ_NOISE = 2.0
+_UNIFORM_TO_UNIT = np.float32(
+    np.sqrt(12)
+)  # uniform noise with unit variance, 5× faster than normal
+
+
+def default_neurons(size: tuple[int, int]) -> int:
+    """About 150 neurons in a 512×512 field, the density of a typical 1-photon recording."""
+    return max(1, round(size[0] * size[1] / 1750))
+
+
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Random smooth field scaled to [0, 1]."""
+    field = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), sigma)
+    field -= field.min()
+    return field / max(float(field.max()), 1e-6)
+
+
+def _vessels(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """A few dark, wandering vessels as a soft [0, 1] map."""
+    h, w = shape
+    canvas = np.zeros(shape, np.float32)
+    for _ in range(max(1, round(h * w / 110_000))):
+        y, x = rng.uniform(0, h), 0.0
+        angle = rng.uniform(-0.6, 0.6)
+        if rng.random() < 0.5:
+            y, x, angle = 0.0, rng.uniform(0, w), angle + np.pi / 2
+        points = []
+        while -20 <= y <= h + 20 and -20 <= x <= w + 20 and len(points) < 400:
+            points.append((x, y))
+            angle += rng.normal(0, 0.08)
+            y, x = y + 4 * np.sin(angle), x + 4 * np.cos(angle)
+        width = int(rng.integers(4, 9))
+        pts = np.round(np.array(points)).astype(np.int32)
+        cv2.polylines(canvas, [pts], False, 1.0, thickness=width, lineType=cv2.LINE_AA)
+    return np.clip(cv2.GaussianBlur(canvas, (0, 0), 1.5), 0, 1)
+
+
+def _place_neurons(
+    rng: np.random.Generator, shape: tuple[int, int], count: int, vessels: np.ndarray
+) -> list[tuple[float, float, float, float, float]]:
+    """Ellipses (cy, cx, a, b, angle) off the vessels, neighbours allowed to touch."""
+    h, w = shape
+    placed: list[tuple[float, float, float, float, float]] = []
+    for _ in range(count * 200):
+        if len(placed) == count:
+            break
+        radius = rng.uniform(4.8, 6.8)
+        elong = rng.uniform(0.8, 1.25)
+        a, b = radius * elong, radius / elong
+        cy, cx = rng.uniform(PAD + 6, h - PAD - 6), rng.uniform(PAD + 6, w - PAD - 6)
+        if vessels[int(cy), int(cx)] > 0.05:
+            continue
+        ok = all(
+            np.hypot(cy - p[0], cx - p[1]) >= max(10.0, 0.9 * (radius + np.sqrt(p[2] * p[3])))
+            for p in placed
+        )
+        if ok:
+            placed.append((cy, cx, a, b, rng.uniform(0, np.pi)))
+    return placed
+
+
+def _footprints(
+    neurons: list[tuple[float, float, float, float, float]], shape: tuple[int, int]
+) -> tuple[sparse.csc_matrix, np.ndarray]:
+    """Soft spatial profiles (pixels × neurons) and the hard masks (normalised radius ≤ 1)."""
+    h, w = shape
+    rows, cols, vals = [], [], []
+    masks = np.zeros((len(neurons), h, w), bool)
+    for k, (cy, cx, a, b, angle) in enumerate(neurons):
+        y0, y1 = int(max(0, cy - 12)), int(min(h, cy + 13))
+        x0, x1 = int(max(0, cx - 12)), int(min(w, cx + 13))
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        dy, dx = yy - cy, xx - cx
+        u = (dx * np.cos(angle) + dy * np.sin(angle)) / a
+        v = (-dx * np.sin(angle) + dy * np.cos(angle)) / b
+        d2 = u**2 + v**2
+        profile = np.exp(-d2 / 0.7) * (d2 < 1.7)
+        keep = profile > 0
+        rows.append((yy * w + xx)[keep])
+        cols.append(np.full(int(keep.sum()), k))
+        vals.append(profile[keep])
+        masks[k, y0:y1, x0:x1] = d2 <= 1.0
+    matrix = sparse.csc_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(h * w, len(neurons)),
+        dtype=np.float32,
+    )
+    return matrix, masks
+
+
+def _calcium(rng: np.random.Generator, count: int, frames: int, fr: float) -> np.ndarray:
+    """Spike trains filtered by a fast rise and an exponential decay, one row per neuron."""
+    rates = rng.uniform(0.15, 0.6, count) / fr
+    spikes = (rng.random((count, frames)) < rates[:, None]).astype(np.float32)
+    for k in range(count):
+        if spikes[k].sum() < 3:
+            spikes[k, rng.choice(frames, 3, replace=False)] = 1
+    spikes *= rng.lognormal(0, 0.35, spikes.shape).astype(np.float32)
+    out = np.empty_like(spikes)
+    lags = np.arange(int(10 * fr) + 2)
+    rise = np.exp(-1 / (0.08 * fr))
+    for k in range(count):
+        decay = np.exp(-1 / (rng.uniform(0.5, 1.0) * fr))
+        unit_peak = (decay**lags - rise**lags).max()
+        slow = signal.lfilter([1], [1, -decay], spikes[k])
+        fast = signal.lfilter([1], [1, -rise], spikes[k])
+        out[k] = (slow - fast) / unit_peak
+    return out
+
+
+def _motion(rng: np.random.Generator, frames: int) -> np.ndarray:
+    """A mean-free, bounded sub-pixel random walk of the tissue (y, x) per frame."""
+    steps = rng.normal(0, 0.22, (frames, 2))
+    walk = np.zeros((frames, 2))
+    for t in range(1, frames):
+        walk[t] = 0.97 * walk[t - 1] + steps[t]
+    walk -= walk.mean(axis=0)
+    return np.clip(walk, -MAX_SHIFT, MAX_SHIFT)
+
+
+def _corruption_plan(rng: np.random.Generator, frames: int) -> dict[int, str]:
+    """A few black, saturated and torn frames, never at the ends and never adjacent."""
+    count = max(1, frames // 500)
+    kinds = ("black", "torn", "saturated")
+    picks: list[int] = []
+    while len(picks) < count and frames > 10:
+        t = int(rng.integers(3, frames - 3))
+        if all(abs(t - p) > 2 for p in picks):
+            picks.append(t)
+    return {t: kinds[i % 3] for i, t in enumerate(sorted(picks))}
+
+
+def _corrupt(frame: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Damage one uint8 frame the way a failing camera link does."""
+    h, w = frame.shape
+    if kind == "black":
+        return rng.integers(0, 3, frame.shape).astype(np.uint8)
+    if kind == "saturated":
+        return np.full_like(frame, 255)
+    out = frame.copy()
+    line = int(rng.integers(h // 4, 3 * h // 4))
+    out[line:] = np.roll(frame[line:], int(rng.integers(w // 6, w // 3)), axis=1) // 2 + 60
+    return out
+
+
+@dataclass
+class _Scene:
+    """Everything needed to render any frame range independently (so chunks run in parallel)."""
+
+    canvas: tuple[int, int]
+    size: tuple[int, int]
+    spatial: np.ndarray
+    temporal: np.ndarray
+    support: np.ndarray
+    cells: np.ndarray
+    signals: np.ndarray
+    darkening: np.ndarray
+    shifts: np.ndarray
+    bad: dict[int, str]
+    seed: int
+
+    def render(self, start: int, stop: int) -> np.ndarray:
+        """Frames [start, stop) as the camera would deliver them (uint8)."""
+        rng = np.random.default_rng([self.seed, start])
+        h, w = self.size
+        weights = self.temporal[start:stop]
+        light = weights[:, :1] * self.spatial[0]
+        for k in range(1, len(self.spatial)):
+            light += weights[:, k : k + 1] * self.spatial[k]
+        light[:, self.support] += self.signals[start:stop] @ self.cells
+        light *= self.darkening
+        light = light.reshape(stop - start, *self.canvas)
+        yy, xx = np.mgrid[0:h, 0:w]
+        vignette = 1 - 1.4 * (((yy - h / 2) / h) ** 2 + ((xx - w / 2) / w) ** 2)
+        vignette = vignette.astype(np.float32)
+        chunk = np.empty((stop - start, h, w), np.uint8)
+        spread = np.empty((h, w), np.float32)
+        for i, image in enumerate(light):
+            dy, dx = self.shifts[start + i]
+            matrix = np.float32([[1, 0, dx - PAD], [0, 1, dy - PAD]])
+            moved = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR)
+            moved *= vignette
+            np.maximum(moved, 0, out=spread)
+            spread *= _GAIN
+            spread += _READ_NOISE**2
+            np.sqrt(spread, out=spread)
+            spread *= rng.random((h, w), dtype=np.float32) - 0.5
+            spread *= _UNIFORM_TO_UNIT
+            moved += spread
+            chunk[i] = cv2.convertScaleAbs(cv2.max(moved, 0.0))
+            if start + i in self.bad:
+                chunk[i] = _corrupt(chunk[i], self.bad[start + i], rng)
+        return chunk
+
+
+def _write_movie(scene: _Scene, out: Path, fmt: str, frames: int) -> None:
+    """Render in parallel chunks and write frame_N.jpg files and/or one TIFF stack."""
+    h, w = scene.size
+    writer = None
+    if fmt in ("tiff", "both"):
+        writer = tifffile.TiffWriter(out / "movie.tif", bigtiff=h * w * frames > 2**31)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95]
+
+    def job(span: tuple[int, int]) -> np.ndarray:
+        chunk = scene.render(*span)
+        if fmt in ("jpg", "both"):
+            for i, frame in enumerate(chunk):
+                cv2.imwrite(str(out / f"frame_{span[0] + i}.jpg"), frame, params)
+        return chunk
+
+    spans = [(a, min(frames, a + _CHUNK)) for a in range(0, frames, _CHUNK)]
+    with ThreadPoolExecutor(2) as pool:
+        for chunk in pool.map(job, spans):
+            if writer is not None:
+                writer.write(chunk, contiguous=True, photometric="minisblack")
+    if writer is not None:
+        writer.close()
+
+
+def generate(
+    out: Path,
+    *,
+    size: tuple[int, int] = (512, 512),
+    frames: int = 2000,
+    neurons: int | None = None,
+    fr: float = 10,
+    seed: int = 0,
+    fmt: str = "jpg",
+) -> Path:
+    """Write a demo movie (frame_N.jpg and/or movie.tif) with ground_truth.npz into out."""
+    if fmt not in ("jpg", "tiff", "both"):
+        raise ValueError("fmt must be jpg, tiff or both")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    h, w = size
+    canvas = (h + 2 * PAD, w + 2 * PAD)
+    vessels = _vessels(rng, canvas)
+    cells = _place_neurons(rng, canvas, neurons or default_neurons(size), vessels)
+    footprints, canvas_masks = _footprints(cells, canvas)
+    calcium = _calcium(rng, len(cells), frames, fr)
+    brightness = rng.uniform(14, 34, len(cells)).astype(np.float32)
+    resting = rng.uniform(3, 8, len(cells)).astype(np.float32)
+
+    tissue = 55 + 45 * _smooth_field(rng, canvas, 60)
+    haze = 20 * _smooth_field(rng, canvas, 25)
+    neuropil = 10 * _smooth_field(rng, canvas, 8)
+    t = np.arange(frames) / fr
+    span = max(t[-1], 1)
+    drift = 1 + 0.08 * np.sin(2 * np.pi * t / span + rng.uniform(0, 6)) - 0.05 * t / span
+    haze_drift = np.convolve(rng.normal(0, 1, frames + 200), np.ones(200) / 200, "same")
+    activity = calcium.mean(axis=0)
+    support = np.unique(footprints.indices)
+    scene = _Scene(
+        canvas=canvas,
+        size=size,
+        spatial=np.stack([tissue, haze, neuropil]).reshape(3, -1),
+        temporal=np.stack(
+            [drift, 1 + 4 * haze_drift[100:-100], 1 + 3 * (activity - activity.mean())]
+        ).T.astype(np.float32),
+        support=support,
+        cells=footprints[support].T.toarray(),
+        signals=(resting[:, None] + brightness[:, None] * calcium).T.copy(),
+        darkening=(1 - 0.6 * vessels).ravel(),
+        shifts=_motion(rng, frames),
+        bad=_corruption_plan(rng, frames),
+        seed=seed,
+    )
+    _write_movie(scene, out, fmt, frames)
+
+    masks = canvas_masks[:, PAD : PAD + h, PAD : PAD + w]
+    centres = np.array([(c[0] - PAD, c[1] - PAD) for c in cells], float).reshape(-1, 2)
+    np.savez_compressed(
+        out / "ground_truth.npz",
+        masks=np.packbits(masks.reshape(len(cells), -1), axis=1),
+        mask_shape=np.array([len(cells), h, w]),
+        centres=centres,
+        traces=calcium,
+        shifts=scene.shifts,
+        bad_frames=np.array(sorted(scene.bad), int),
+        vessels=vessels[PAD : PAD + h, PAD : PAD + w] > 0.3,
+        fr=np.array(fr),
+    )
+    return out
+
+
+def unpack_masks(npz: np.lib.npyio.NpzFile) -> np.ndarray:
+    """The (neurons, height, width) boolean masks stored bit-packed in ground_truth.npz."""
+    n, h, w = (int(v) for v in npz["mask_shape"])
+    return np.unpackbits(npz["masks"], axis=1, count=h * w).reshape(n, h, w).astype(bool)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: python -m pico_nb.pipeline.synthetic OUT [--size H W] [--frames N] ..."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pico_nb.pipeline.synthetic", description=generate.__doc__
+    )
+    parser.add_argument("out", type=Path, help="folder to write the demo movie into")
+    parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--neurons", type=int, default=None, help="default: by field size")
+    parser.add_argument("--fr", type=float, default=10, help="frame rate in Hz")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", dest="fmt", choices=("jpg", "tiff", "both"), default="jpg")
+    args = parser.parse_args(argv)
+    if min(args.size) < 32 or args.frames < 10:
+        parser.error("the movie needs at least 32×32 pixels and 10 frames")
+    folder = generate(
+        args.out,
+        size=tuple(args.size),
+        frames=args.frames,
+        neurons=args.neurons,
+        fr=args.fr,
+        seed=args.seed,
+        fmt=args.fmt,
+    )
+    print(f"wrote demo movie and ground_truth.npz to {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
