@@ -1,0 +1,376 @@
+"""The experiment form for create, edit and clone, generated from the pipeline's parameter spec."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as w
+import traitlets as t
+
+from pico_nb.errors import ValidationError
+from pico_nb.lab import Lab
+from pico_nb.params import Param
+from pico_nb.schemas import ExperimentRecord, RunRecord
+from pico_nb.widgets.format import esc, value_text
+from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
+
+INT_LIMIT = 2**31 - 1  # widgets need a bound; this one never binds a real parameter
+FLOAT_LIMIT = 1e15
+LABEL_WIDTH = "200px"
+Saved = Callable[[ExperimentRecord, RunRecord | None], None]
+
+
+def _number_box(param: Param, low: float | None, label: str = "") -> w.Widget:
+    """A bounded number box using the spec's bounds (an exclusive minimum is checked on Save)."""
+    kind = w.BoundedIntText if param.kind in ("int", "int_list") else w.BoundedFloatText
+    limit = INT_LIMIT if kind is w.BoundedIntText else FLOAT_LIMIT
+    box = kind(
+        min=-limit if low is None else low,
+        max=limit if param.maximum is None else param.maximum,
+        description=label,
+        style={"description_width": "initial"},
+        layout=w.Layout(width="120px" if label else "160px"),
+    )
+    if kind is w.BoundedFloatText:
+        box.step = None
+    return box
+
+
+def _inputs(param: Param) -> list[w.Widget]:
+    """The right control(s) for a parameter's type: checkbox, number, dropdown, text or boxes."""
+    if param.kind == "bool":
+        return [w.Checkbox(indent=False, layout=w.Layout(width="auto"))]
+    if param.kind in ("int", "float"):
+        return [_number_box(param, param.minimum)]  # type: ignore[arg-type]
+    if param.kind == "choice":
+        return [w.Dropdown(options=list(param.choices), layout=w.Layout(width="160px"))]
+    if param.kind == "str":
+        return [w.Text(layout=w.Layout(width="240px"))]
+    labels = param.labels or tuple(str(i) for i in range(param.length))
+    return [_number_box(param, param.element_minimum(i), label) for i, label in enumerate(labels)]
+
+
+class ParamField(w.HBox):
+    """One parameter: its control(s), a mark when it differs from the default, its error."""
+
+    value = t.Any()
+    changed = t.Bool(False)
+    error = t.Unicode("")
+
+    def __init__(self, param: Param) -> None:
+        self.param = param
+        self.inputs = _inputs(param)
+        self.marker = w.HTML(layout=w.Layout(width="16px"))
+        self.error_label = styled(w.HTML(), "pico-field-error")
+        label = w.Label(param.name, tooltip=param.help, layout=w.Layout(width=LABEL_WIDTH))
+        for box in self.inputs:
+            box.tooltip = param.help
+        super().__init__([label, *self.inputs, self.marker, self.error_label])
+        styled(self, "pico-row")
+        self._syncing = False
+        for box in self.inputs:
+            box.observe(self._from_inputs, "value")
+        self.value = self._plain(param.default)
+
+    def _plain(self, value: Any) -> Any:
+        """Lists for list parameters, so comparisons with defaults and records agree."""
+        return list(value) if self.param.kind == "int_list" else value
+
+    def _from_inputs(self, _: object = None) -> None:
+        """Typing in a box changes the field's value."""
+        if not self._syncing:
+            values = [box.value for box in self.inputs]
+            self.value = values if self.param.kind == "int_list" else values[0]
+
+    @t.observe("value")
+    def _to_inputs(self, change: dict[str, Any]) -> None:
+        """A value set from Python shows in the boxes and updates the changed mark."""
+        values = change["new"] if self.param.kind == "int_list" else [change["new"]]
+        self._syncing = True
+        try:
+            for box, value in zip(self.inputs, values, strict=False):
+                box.value = value
+        finally:
+            self._syncing = False
+        self.changed = self._plain(change["new"]) != self._plain(self.param.default)
+
+    @t.observe("changed")
+    def _mark(self, change: dict[str, Any]) -> None:
+        """A dot with the default as its tooltip marks a non-default value."""
+        default = esc(value_text(self.param.default))
+        self.marker.value = (
+            f'<span class="pico-changed" title="default: {default}">●</span>'
+            if change["new"]
+            else ""
+        )
+
+    @t.observe("error")
+    def _show_error(self, change: dict[str, Any]) -> None:
+        self.error_label.value = esc(change["new"])
+
+    def reset(self, _: object = None) -> None:
+        """Back to the spec's default."""
+        self.value = self._plain(self.param.default)
+
+
+class ParamSection(w.Accordion):
+    """One collapsible group of parameters with its own reset; the title counts changes."""
+
+    def __init__(self, group: str, params: list[Param]) -> None:
+        self.group = group
+        self.fields = [ParamField(p) for p in params]
+        reset = w.Button(description=f"Reset {group.lower()}", icon="undo")
+        reset.on_click(self.reset)
+        body = w.VBox([*self.fields, reset])
+        super().__init__([body], selected_index=None)
+        styled(self, "pico-section")
+        for field in self.fields:
+            field.observe(self._retitle, "changed")
+        self._retitle()
+
+    def _retitle(self, _: object = None) -> None:
+        """'Motion correction · 2 changed' tells what is inside without opening it."""
+        count = sum(f.changed for f in self.fields)
+        self.set_title(0, f"{self.group} · {count} changed" if count else self.group)
+
+    def reset(self, _: object = None) -> None:
+        """Every parameter of this group back to its default."""
+        for field in self.fields:
+            field.reset()
+
+
+class TextField(w.VBox):
+    """A labelled text box with its error underneath."""
+
+    def __init__(self, label: str, box: w.Widget, *extra: w.Widget) -> None:
+        self.box = box
+        self.error_label = styled(w.HTML(), "pico-field-error")
+        title = w.Label(label, layout=w.Layout(width=LABEL_WIDTH))
+        super().__init__([styled(w.HBox([title, box, *extra]), "pico-row"), self.error_label])
+
+    @property
+    def error(self) -> str:
+        return self.error_label.value
+
+    @error.setter
+    def error(self, text: str) -> None:
+        self.error_label.value = esc(text)
+
+
+class ExperimentForm(w.VBox):
+    """Create, edit or clone an experiment; nothing is stored unless every field is valid."""
+
+    mode = t.Enum(["create", "edit", "clone"], "create")
+    experiment_id = t.Int(None, allow_none=True)
+    busy = t.Bool(False)
+
+    def __init__(
+        self,
+        lab: Lab | None = None,
+        experiment_id: int | None = None,
+        *,
+        clone: bool = False,
+        **kwargs: object,
+    ) -> None:
+        self.lab = lab or Lab()
+        self.title = heading("New experiment")
+        wide = w.Layout(width="min(560px, 100%)")
+        self.name = TextField("Name", w.Text(placeholder="e.g. mouse 12, day 3", layout=wide))
+        self.description = TextField(
+            "Description", w.Textarea(placeholder="what this run is for", layout=wide)
+        )
+        detect = w.Button(description="Detect frames", icon="search")
+        detect.on_click(self._detect)
+        self.frames = styled(w.HTML(), "pico-muted")
+        self.input_path = TextField(
+            "Input folder", w.Text(placeholder="/data/movie", layout=wide), detect
+        )
+        self.input_path.children = (*self.input_path.children, self.frames)
+        self.output_path = TextField(
+            "Output folder", w.Text(placeholder="/data/results", layout=wide)
+        )
+        self.sections = [ParamSection(g, ps) for g, ps in self.lab.spec.groups().items()]
+        self.fields = {f.param.name: f for s in self.sections for f in s.fields}
+        self.save_button = w.Button(description="Save", button_style="primary", icon="save")
+        self.save_run_button = w.Button(description="Save & Run", button_style="success")
+        self.save_run_button.icon = "play"
+        self.cancel_button = w.Button(description="Cancel")
+        reset_all = w.Button(description="Reset all parameters", icon="undo")
+        self.save_button.on_click(lambda _: self.save())
+        self.save_run_button.on_click(lambda _: self.save(run=True))
+        self.cancel_button.on_click(self._cancel)
+        reset_all.on_click(self.reset_params)
+        self.messages = MessageBar()
+        self._saved: list[Saved] = []
+        self._cancelled: list[Callable[[], None]] = []
+        buttons = styled(
+            w.HBox([self.save_button, self.save_run_button, self.cancel_button, reset_all]),
+            "pico-toolbar",
+        )
+        super().__init__(
+            [
+                stylesheet(),
+                self.title,
+                self.name,
+                self.description,
+                self.input_path,
+                self.output_path,
+                heading(f"Parameters — {self.lab.spec.title}", 3),
+                *self.sections,
+                buttons,
+                self.messages,
+            ],
+            **kwargs,
+        )
+        styled(self, "pico", "pico-form")
+        if experiment_id is not None:
+            self.load(self.lab.get_experiment(experiment_id), clone=clone)
+
+    # ------------------------------------------------------------------- values
+
+    def params(self) -> dict[str, Any]:
+        """Every parameter as the form holds it."""
+        return {name: field.value for name, field in self.fields.items()}
+
+    def set_params(self, values: dict[str, Any]) -> None:
+        """Fill the parameter fields; unknown names are ignored (the spec may have changed)."""
+        for name, value in values.items():
+            if name in self.fields:
+                self.fields[name].value = self.fields[name]._plain(value)
+
+    def reset_params(self, _: object = None) -> None:
+        """Every parameter back to its default."""
+        for section in self.sections:
+            section.reset()
+
+    def load(self, exp: ExperimentRecord, clone: bool = False) -> None:
+        """Fill the form from an experiment, to edit it or to start a clone of it."""
+        self.mode = "clone" if clone else "edit"
+        self.experiment_id = exp.id
+        self.title.value = heading(f"Clone of {exp.name}" if clone else f"Edit {exp.name}").value
+        self.name.box.value = f"{exp.name} (copy)"[:200] if clone else exp.name
+        self.description.box.value = exp.description
+        self.input_path.box.value = exp.input_path
+        self.output_path.box.value = f"{exp.output_path}-copy" if clone else exp.output_path
+        self.reset_params()
+        self.set_params(exp.params)
+        self.clear_errors()
+
+    def clear(self) -> None:
+        """An empty create form."""
+        self.mode, self.experiment_id = "create", None
+        self.title.value = heading("New experiment").value
+        for field in (self.name, self.description, self.input_path, self.output_path):
+            field.box.value = ""
+        self.frames.value = ""
+        self.reset_params()
+        self.clear_errors()
+
+    # ------------------------------------------------------------------ actions
+
+    def on_saved(self, callback: Saved) -> None:
+        """Call back with the stored experiment (and its run, for Save & Run)."""
+        self._saved.append(callback)
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Call back when the user gives up."""
+        self._cancelled.append(callback)
+
+    def _cancel(self, _: object = None) -> None:
+        self.clear_errors()
+        for callback in self._cancelled:
+            callback()
+
+    def clear_errors(self) -> None:
+        """Remove every field message and the message area."""
+        for field in (self.name, self.description, self.input_path, self.output_path):
+            field.error = ""
+        for field in self.fields.values():
+            field.error = ""
+        self.messages.clear()
+
+    def _show_errors(self, exc: ValidationError) -> None:
+        """Each message next to its field; the rest (and a summary) in the message area."""
+        text_fields = {
+            "name": self.name,
+            "description": self.description,
+            "input_path": self.input_path,
+            "output_path": self.output_path,
+        }
+        loose = {}
+        for key, rule in exc.errors.items():
+            name = key.removeprefix("params.")
+            if key in text_fields:
+                text_fields[key].error = rule
+            elif key.startswith("params.") and name in self.fields:
+                self.fields[name].error = rule
+                section = next(s for s in self.sections if self.fields[name] in s.fields)
+                section.selected_index = 0
+            else:
+                loose[key] = rule
+        summary = f"Not saved: {len(exc.errors)} field(s) need attention."
+        extra = "; ".join(f"{k}: {v}" for k, v in loose.items())
+        self.messages.error(f"{summary} {extra}".strip())
+
+    def _store(self) -> ExperimentRecord:
+        """Create, update or clone through the Lab, which validates everything at once."""
+        values = {
+            "name": self.name.box.value,
+            "description": self.description.box.value,
+            "input_path": self.input_path.box.value.strip(),
+            "output_path": self.output_path.box.value.strip(),
+            "params": self.params(),
+        }
+        if self.mode == "edit":
+            return self.lab.update_experiment(self.experiment_id, **values)
+        if self.mode == "clone":
+            name = values.pop("name")
+            return self.lab.clone_experiment(self.experiment_id, name, **values)
+        return self.lab.create_experiment(**values)
+
+    def save(self, run: bool = False) -> ExperimentRecord | None:
+        """Save (and run); a second click while saving, or after, never makes a duplicate."""
+        if self.busy:
+            return None
+        self.busy = True
+        try:
+            return self._save(run)
+        finally:
+            self.busy = False
+
+    @t.observe("busy")
+    def _disable(self, change: dict[str, Any]) -> None:
+        for button in (self.save_button, self.save_run_button):
+            button.disabled = change["new"]
+
+    @guarded
+    def _save(self, run: bool) -> ExperimentRecord | None:
+        self.clear_errors()
+        try:
+            exp = self._store()
+        except ValidationError as exc:
+            self._show_errors(exc)
+            return None
+        # From now on this form edits what it stored: a repeated Save updates, never duplicates.
+        self.load(exp)
+        started = self.lab.run_experiment(exp.id) if run else None
+        self.messages.info(
+            f"Saved experiment {exp.id}" + (f" and started run {started.number}" if started else "")
+        )
+        for callback in self._saved:
+            callback(exp, started)
+        return exp
+
+    @guarded
+    def _detect(self, _: object = None) -> None:
+        """Confirm the input folder before saving: how many frames, of which kind, what size."""
+        self.input_path.error = ""
+        self.frames.value = ""
+        try:
+            info = self.lab.detect_frames(self.input_path.box.value.strip())
+        except ValidationError as exc:
+            self.input_path.error = "; ".join(exc.errors.values())
+            return
+        dims = f" · {info.width} × {info.height} px" if info.width else ""
+        self.frames.value = esc(f"✓ {info.count:,} frames · {info.kind}{dims}")
