@@ -1,0 +1,128 @@
+"""What a finished run produced: its key numbers, its preview images, its output files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as w
+
+from pico_nb.lab import Lab
+from pico_nb.schemas import Results
+from pico_nb.widgets.format import duration, esc, size
+from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
+
+MAX_IMAGES = 12
+MAX_LISTED_FILES = 200
+IMAGE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif", ".svg": "svg+xml"}
+
+
+def _frame_size(value: Any) -> str:
+    return " × ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
+KEY_NUMBERS: dict[str, tuple[str, Any]] = {
+    "frames": ("frames", lambda v: f"{v:,}"),
+    "size": ("frame size", _frame_size),
+    "bad_frames": ("bad frames repaired", lambda v: f"{len(v) if isinstance(v, list) else v:,}"),
+    "neurons": ("neurons found", lambda v: f"{v:,}"),
+    "total_seconds": ("pipeline time", duration),
+}
+
+
+def key_numbers(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary values an analyst looks at first, formatted; unknown shapes are skipped."""
+    out = []
+    for key, (label, fmt) in KEY_NUMBERS.items():
+        if key in summary:
+            try:
+                out.append((label, fmt(summary[key])))
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+def summary_images(results: Results) -> list[tuple[str, str]]:
+    """(title, path) of the previews: the Lab's list, else the pipeline's previews section."""
+    if results.images:
+        return [(i.title, i.path) for i in results.images]
+    previews = (results.summary or {}).get("previews") or {}
+    files = {f.path for f in results.files}
+    items = previews.get("images", []) if isinstance(previews, dict) else []
+    return [
+        (str(i.get("title", i.get("path"))), str(i["path"]))
+        for i in items
+        if isinstance(i, dict) and str(i.get("path")) in files
+    ]
+
+
+class ResultsView(w.VBox):
+    """A run's outputs: key numbers and a gallery from summary.json, or the list of files."""
+
+    def __init__(self, run_id: int, lab: Lab | None = None) -> None:
+        self.lab = lab or Lab()
+        self.run_id = int(run_id)
+        self.numbers = w.HTML()
+        self.gallery = styled(w.HBox(), "pico-gallery")
+        self.files = w.HTML()
+        self.messages = MessageBar()
+        super().__init__(
+            [
+                stylesheet(),
+                heading("Results", 3),
+                self.numbers,
+                self.gallery,
+                self.files,
+                self.messages,
+            ]
+        )
+        styled(self, "pico", "pico-results")
+        self.refresh()
+
+    @guarded
+    def refresh(self) -> None:
+        """Read the run's results through the Lab and show them."""
+        run = self.lab.get_run(self.run_id)
+        if run.active:
+            self.numbers.value = esc("Results appear here when the run has finished.")
+            return
+        results = self.lab.results(self.run_id)
+        numbers = key_numbers(results.summary or {})
+        self.numbers.value = "".join(
+            f'<span class="pico-kpi"><b>{esc(v)}</b><span class="pico-muted">{esc(k)}</span></span>'
+            for k, v in numbers
+        )
+        self.gallery.children = [
+            self._figure(title, path) for title, path in summary_images(results)[:MAX_IMAGES]
+        ]
+        self.files.value = self._file_table(results)
+
+    def _figure(self, title: str, path: str) -> w.Widget:
+        """One preview with its caption; an unreadable image becomes its caption and the error."""
+        suffix = path[path.rfind(".") :].lower()
+        try:
+            data = self.lab.result_file(self.run_id, path)
+            image: w.Widget = w.Image(value=data, format=IMAGE_FORMATS.get(suffix, "png"))
+        except Exception as exc:
+            image = styled(w.HTML(esc(f"cannot show {path}: {exc}")), "pico-field-error")
+        caption = styled(w.HTML(esc(title)), "pico-muted")
+        return styled(w.VBox([image, caption]), "pico-figure")
+
+    @staticmethod
+    def _file_table(results: Results) -> str:
+        """The output files, in a collapsible list so a big folder does not flood the page."""
+        if not results.files:
+            return f'<div class="pico-muted">No output files in {esc(results.output_path)}.</div>'
+        rows = "".join(
+            f"<tr><td>{esc(f.path)}</td><td>{esc(size(f.size))}</td></tr>"
+            for f in results.files[:MAX_LISTED_FILES]
+        )
+        more = len(results.files) - MAX_LISTED_FILES
+        if results.truncated or more > 0:
+            rows += '<tr><td colspan="2" class="pico-muted">… and more</td></tr>'
+        opened = "" if results.summary else " open"
+        return (
+            f"<details{opened}><summary>Output files ({len(results.files):,}"
+            f"{'+' if results.truncated else ''}) in {esc(results.output_path)}</summary>"
+            f'<table class="pico-table"><tr><th>File</th><th>Size</th></tr>{rows}</table>'
+            "</details>"
+        )

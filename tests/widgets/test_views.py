@@ -1,0 +1,160 @@
+"""Detail, list, results, compare and resources views against a real Lab."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pico_nb.lab import Lab
+from pico_nb.widgets.compare import CompareView
+from pico_nb.widgets.detail import ExperimentDetail
+from pico_nb.widgets.experiment_list import ExperimentList
+from pico_nb.widgets.resources import ResourcesView
+from pico_nb.widgets.results import ResultsView
+
+
+def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Wait for a background update (threads, runs) without fixed sleeps."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_list_filters_pages_and_opens(lab: Lab, make_experiment) -> None:
+    for i in range(30):
+        make_experiment(f"trial {i:02d}" if i % 3 else f"<b>special</b> {i}")
+    view = ExperimentList(lab, refresh_seconds=60)
+    try:
+        assert view.total == 30 and view.pager.value.startswith("1–25 of 30")
+        view.next_button.click()
+        assert view.page == 1 and "26–30" in view.pager.value
+        view.search.value = "special"
+        assert view.total == 10 and view.page == 0
+        names = [r.name.description for r in view.rows if r.name.layout.display is None]
+        assert all("<b>special</b>" in n for n in names)
+        view.search.value = ""
+        view.sort.value = "name"
+        view.descending.value = False
+        first = view.rows[0]
+        assert first.name.description == "<b>special</b> 0"
+        opened = []
+        view.on_open(opened.append)
+        first.name.click()
+        assert opened == [first.experiment_id]
+        view.status.value = "running"
+        assert view.total == 0 and "No experiments" in view.empty.value
+    finally:
+        view.close()
+
+
+def test_list_refreshes_itself(lab: Lab, make_experiment) -> None:
+    exp = make_experiment("auto", wait_file="")
+    view = ExperimentList(lab, refresh_seconds=0.2)
+    try:
+        assert "created" in view.rows[0].cells[0].value
+        run = lab.run_experiment(exp.id)
+        lab.wait(run.id, timeout=30)
+        until(lambda: "completed" in view.rows[0].cells[0].value)
+        assert view.rows[0].cells[1].value == "1"
+    finally:
+        view.close()
+
+
+def test_list_compare_selection(lab: Lab, make_experiment) -> None:
+    a, b = make_experiment("a"), make_experiment("b", lines=9)
+    view = ExperimentList(lab, refresh_seconds=60)
+    picked = []
+    view.on_compare(picked.append)
+    for row in view.rows[:2]:
+        row.pick.value = True
+    assert not view.compare_button.disabled
+    view.compare_button.click()
+    assert picked == [sorted([a.id, b.id])]
+    view.close()
+    compare = CompareView(picked[0], lab)
+    assert "lines" in compare.table.value and "output_path" in compare.table.value
+    assert "exit_code" not in compare.table.value
+    compare.compare([a.id])
+    assert "at least two" in compare.messages.value
+
+
+def test_detail_runs_stops_and_shows_history(lab: Lab, make_experiment, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    exp = make_experiment("<script>x</script>", wait_file=str(gate), lines=2)
+    view = ExperimentDetail(exp.id, lab)
+    try:
+        assert "&lt;script&gt;" in view.header.value and "<script>" not in view.header.value
+        assert "wait_file" in view.params.value and "lines" in view.params.value
+        assert "Not run yet" in view.history.value
+        view.buttons["Run"].click()
+        until(lambda: view.panel is not None and "waiting" in view.panel.log_view.lines)
+        assert view.buttons["Run"].disabled and not view.buttons["Stop"].disabled
+        view.buttons["Stop"].click()
+        until(lambda: view.panel.status == "cancelled")
+        until(lambda: "cancelled" in view.history.value)
+        gate.touch()
+        view.buttons["Run"].click()
+        until(lambda: view.panel.status == "completed")
+        until(lambda: view.history.value.count("<tr>") == 3)
+        assert "Run 2" in view.run_picker.label
+    finally:
+        view.close()
+
+
+def test_detail_clone_highlights_parent_and_delete(lab: Lab, make_experiment) -> None:
+    exp = make_experiment("parent", lines=5)
+    clone = lab.clone_experiment(exp.id, "child", params={"lines": 6})
+    view = ExperimentDetail(clone.id, lab)
+    assert "parent: parent" in view.params.value and 'class="diff"' in view.params.value
+    view.buttons["Clone"].click()
+    assert view.editor.children and view.editor.children[0].mode == "clone"
+    deleted = []
+    view.on_deleted(deleted.append)
+    view.buttons["Delete"].click()
+    yes = view.confirm.children[2]
+    yes.click()
+    assert deleted == [clone.id] and lab.count_experiments() == 1
+
+
+def write_results(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    pixels = (np.arange(64 * 64).reshape(64, 64) % 255).astype(np.uint8)
+    Image.fromarray(pixels).save(out / "mean.png")
+    summary = {
+        "frames": 1000,
+        "size": [256, 256],
+        "neurons": 42,
+        "total_seconds": 75.2,
+        "images": [{"title": "mean <image>", "path": "mean.png"}],
+    }
+    (out / "summary.json").write_text(json.dumps(summary))
+
+
+def test_results_gallery_and_plain_files(lab: Lab, make_experiment) -> None:
+    exp = make_experiment("r")
+    run = lab.wait(lab.run_experiment(exp.id).id, timeout=30)
+    view = ResultsView(run.id, lab)
+    assert "done.txt" in view.files.value and not view.gallery.children
+    write_results(Path(exp.output_path))
+    view.refresh()
+    assert "42" in view.numbers.value and "1m 15s" in view.numbers.value
+    assert "256 × 256" in view.numbers.value
+    figure = view.gallery.children[0]
+    assert bytes(figure.children[0].value).startswith(b"\x89PNG")
+    assert "mean &lt;image&gt;" in figure.children[1].value
+
+
+def test_resources_degrade_without_gpus(lab: Lab) -> None:
+    view = ResourcesView(lab, refresh_seconds=60)
+    try:
+        assert "CPU" in view.machine.value and "Memory" in view.machine.value
+        assert "nvidia-smi" in view.gpus.value or "GPU" in view.gpus.value
+        assert "running of <b>1</b> slots" in view.queue.value
+    finally:
+        view.close()
