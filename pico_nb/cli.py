@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from pico_nb.errors import PicoError, ValidationError
@@ -301,7 +300,7 @@ def cmd_params(args: argparse.Namespace) -> int:
     for group, params in spec.groups().items():
         print(f"{group}:")
         for p in params:
-            default = p.default if not isinstance(p.default, list) else ",".join(map(str, p.default))
+            default = ",".join(map(str, p.default)) if isinstance(p.default, list) else p.default
             print(f"  {p.name} = {default}")
             print(f"      {p.help}")
     return 0
@@ -327,8 +326,16 @@ def cmd_users(args: argparse.Namespace) -> int:
         if args.json:
             _dump(users)
             return 0
-        rows = [[u.username, "admin" if u.is_admin else "", _local(u.created_at)] for u in users]
-        print(_table(rows, ["USER", "ROLE", "CREATED"]))
+        rows = [
+            [
+                u.username,
+                "admin" if u.is_admin else "user",
+                "password" if u.has_password else "hub/OS identity",
+                _local(u.created_at),
+            ]
+            for u in users
+        ]
+        print(_table(rows, ["USER", "ROLE", "LOGIN", "CREATED"]))
         return 0
     if not args.name:
         raise ValidationError.one("name", "is required")
@@ -353,7 +360,9 @@ def cmd_users(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands; each maps to one Lab call."""
     parser = argparse.ArgumentParser(prog="pico-nb", description=__doc__)
-    parser.add_argument("--home", help="data home (default: $PICO_NB_HOME or ~/.local/share/pico-nb)")
+    parser.add_argument(
+        "--home", help="data home (default: $PICO_NB_HOME or ~/.local/share/pico-nb)"
+    )
     parser.add_argument("--user", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -8,15 +8,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+SCHEMA_REVISION = "0001"
+"""The newest migration; checked against the migrations folder by the tests."""
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -101,6 +103,8 @@ class Database:
 
 def _alembic_config(engine: Engine) -> Config:
     """Alembic configured in code, so no alembic.ini has to be found on disk."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(resources.files("pico_nb") / "migrations"))
     config.attributes["engine"] = engine
@@ -127,20 +131,26 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
 
 def head_revision(engine: Engine) -> str | None:
     """The newest migration shipped with this package."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The migration the database is at, or None for an empty database."""
+    """The migration the database is at, or None for an empty database; no alembic import."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def upgrade(engine: Engine) -> None:
     """Bring any database, empty or old, to the newest schema."""
-    head = head_revision(engine)
-    if current_revision(engine) == head:
+    from alembic import command
+
+    if current_revision(engine) == SCHEMA_REVISION:
         return
+    head = head_revision(engine)
     with _migration_lock(engine):
         if current_revision(engine) != head:
             command.upgrade(_alembic_config(engine), "head")

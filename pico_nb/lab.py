@@ -7,6 +7,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,7 +15,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from pico_nb import logs
+from pico_nb import logs, outputs
 from pico_nb.db import Database, open_database
 from pico_nb.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from pico_nb.execution import local
@@ -26,6 +27,7 @@ from pico_nb.schemas import (
     FrameInfo,
     LogChunk,
     LogLine,
+    Results,
     RunRecord,
     UserRecord,
 )
@@ -519,6 +521,18 @@ class Lab:
         local.dispatch(self.db, self.settings)
         return lost
 
+    # ------------------------------------------------------------------- results
+
+    def results(self, run_id: int) -> Results:
+        """The run's summary.json, preview images and output files, for the results view."""
+        run = self.get_run(run_id)
+        return outputs.collect(run.id, Path(run.output_path))
+
+    def result_file(self, run_id: int, path: str) -> bytes:
+        """One output file's bytes; only files inside the run's output folder, size-capped."""
+        run = self.get_run(run_id)
+        return outputs.read_file(Path(run.output_path), path)
+
     # ---------------------------------------------------------------------- logs
 
     def read_log(self, run_id: int, offset: int = 0, limit: int = 1 << 20) -> LogChunk:
@@ -638,7 +652,7 @@ class Lab:
             row = session.scalar(select(User).where(User.username == username))
             stored = row.password_hash if row else None
         try:
-            return _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+            return _hasher.verify(stored or _dummy_hash(), password) and stored is not None
         except Exception:
             return False
 
@@ -653,7 +667,10 @@ class Lab:
         return _experiment_from(exp, _run_record(last) if last else None, count or 0)
 
 
-_DUMMY_HASH = _hasher.hash("pico-nb timing equaliser")
+@cache
+def _dummy_hash() -> str:
+    """A hash to verify against for unknown users, so timing does not reveal who exists."""
+    return _hasher.hash("pico-nb timing equaliser")
 
 
 def _as_id(value: Any, field: str, minimum: int = 1) -> int:

@@ -265,6 +265,36 @@ class PipelineSpec:
             raise ValidationError({n: "is required" for n in missing})
         return paths["data_path"], paths["out_path"], self.validate(raw)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The spec in the TOML/JSON file form, so a remote client can rebuild it exactly."""
+        params = []
+        for p in self.params:
+            item: dict[str, Any] = {
+                "name": p.name,
+                "type": p.kind,
+                "default": p.default,
+                "group": p.group,
+                "help": p.help,
+                "minimum": list(p.minimum) if isinstance(p.minimum, tuple) else p.minimum,
+                "maximum": p.maximum,
+                "exclusive_minimum": p.exclusive_minimum,
+                "choices": list(p.choices),
+                "length": p.length,
+                "labels": list(p.labels),
+                "argv": p.argv_style,
+                "pattern": p.pattern,
+                "pattern_help": p.pattern_help,
+            }
+            params.append({k: v for k, v in item.items() if v is not None and v != []})
+        return {
+            "name": self.name,
+            "title": self.title,
+            "command": list(self.command),
+            "version": self.version,
+            "params": params,
+            "rules": [{k: v for k, v in vars(r).items() if v is not None} for r in self.rules],
+        }
+
     def json_schema(self) -> dict[str, Any]:
         """JSON Schema of the params object, so forms and the REST API agree with validate()."""
         return {

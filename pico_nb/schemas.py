@@ -118,3 +118,28 @@ class LogLine(Record):
     eta_seconds: float | None = None
     progress_text: str | None = None
     offset: int = 0
+
+
+class OutputFile(Record):
+    """A file a run produced, relative to its output folder."""
+
+    path: str
+    size: int
+
+
+class ResultImage(Record):
+    """A preview image the pipeline lists in summary.json."""
+
+    title: str
+    path: str
+
+
+class Results(Record):
+    """What a run produced: the pipeline's summary, its preview images, and its files."""
+
+    run_id: int
+    output_path: str
+    summary: dict[str, Any] | None = None
+    images: list[ResultImage] = []
+    files: list[OutputFile] = []
+    truncated: bool = False

@@ -12,9 +12,7 @@ from pico_nb.params import load_spec
 
 
 def main() -> int:
-    data_path, out_path, p = load_spec(Path(__file__).with_suffix(".toml")).parse_argv(
-        sys.argv[1:]
-    )
+    data_path, out_path, p = load_spec(Path(__file__).with_suffix(".toml")).parse_argv(sys.argv[1:])
     if p["ignore_term"]:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print(f"fake pipeline pid {os.getpid()} reading {data_path}", flush=True)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_frames
 from pico_nb.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from pico_nb.lab import Lab
+
+from conftest import write_frames
 
 LabFor = Callable[..., Lab]
 

@@ -223,3 +223,9 @@ def test_a_broken_spec_file_is_a_clear_error(tmp_path: Path, content: str, messa
         load_spec(path)
     assert "pipeline_spec" in info.value.errors
     assert message in str(info.value)
+
+
+def test_spec_travels_as_data() -> None:
+    from pico_nb.params import spec_from_dict
+
+    assert spec_from_dict(json.loads(json.dumps(SPEC.to_dict()))) == SPEC

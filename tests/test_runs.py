@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -37,9 +38,7 @@ def wait_for_line(lab: Lab, run: RunRecord, needle: str) -> None:
     raise AssertionError(f"{needle!r} never appeared; log:\n{log_text(lab, run)}")
 
 
-def test_completed_run_keeps_log_and_record(
-    lab_for: LabFor, frames: Path, tmp_path: Path
-) -> None:
+def test_completed_run_keeps_log_and_record(lab_for: LabFor, frames: Path, tmp_path: Path) -> None:
     lab = lab_for()
     exp_id = experiment(lab, frames, tmp_path, lines=3, stderr_lines=2)
     run = lab.run_experiment(exp_id)
@@ -180,9 +179,7 @@ def _supervisor_pid(lab: Lab, run_id: int) -> int:
         return session.get(Run, run_id).supervisor_pid
 
 
-def test_queue_one_slot_fifo_with_user_cap(
-    lab_for: LabFor, frames: Path, tmp_path: Path
-) -> None:
+def test_queue_one_slot_fifo_with_user_cap(lab_for: LabFor, frames: Path, tmp_path: Path) -> None:
     alice = lab_for("alice", max_concurrent_runs=1, max_runs_per_user=1)
     bob = lab_for("bob", max_concurrent_runs=1, max_runs_per_user=1)
     gates = {n: tmp_path / f"gate-{n}" for n in ("a1", "a2", "b1")}
@@ -289,7 +286,7 @@ def test_two_processes_racing_for_one_slot(
     finished = [lab.wait(r.id, timeout=120) for r in runs]
     assert all(r.status == "completed" for r in finished)
     spans = sorted((r.started_at, r.finished_at) for r in finished)
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))  # never overlapped
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # never overlapped
 
 
 def test_three_followers_read_one_run(lab_for: LabFor, frames: Path, tmp_path: Path) -> None:
@@ -309,7 +306,10 @@ def test_three_followers_read_one_run(lab_for: LabFor, frames: Path, tmp_path: P
     )
     followers = [
         subprocess.run(
-            [sys.executable, "-c", script, settings_json], capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", script, settings_json],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         for _ in range(3)
     ]
@@ -346,9 +346,7 @@ def test_huge_line_and_invalid_utf8(lab_for: LabFor, frames: Path, tmp_path: Pat
     assert text.count("x") >= 10 << 20
 
 
-def test_a_missing_pipeline_fails_cleanly(
-    lab_for: LabFor, frames: Path, tmp_path: Path
-) -> None:
+def test_a_missing_pipeline_fails_cleanly(lab_for: LabFor, frames: Path, tmp_path: Path) -> None:
     spec = tmp_path / "broken.toml"
     spec.write_text('name = "broken"\ncommand = ["/nonexistent/pico"]\n')
     lab = lab_for(pipeline_spec=str(spec))
@@ -362,9 +360,7 @@ def test_a_missing_pipeline_fails_cleanly(
 
 def test_environment_of_the_pipeline(lab_for: LabFor, frames: Path, tmp_path: Path) -> None:
     lab = lab_for()
-    run = lab.run_experiment(
-        experiment(lab, frames, tmp_path, wait_file=str(tmp_path / "gate"))
-    )
+    run = lab.run_experiment(experiment(lab, frames, tmp_path, wait_file=str(tmp_path / "gate")))
     wait_for_line(lab, run, "waiting")
     live = lab.get_run(run.id)
     proc = psutil.Process(live.pid)
