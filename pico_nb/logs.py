@@ -156,6 +156,7 @@ class LogWriter:
         self._crs = b""  # trailing \r not in the file yet: a \r\n may be on its way
         self._mid_line = False  # the file does not end with \n
         self._line = b""  # visible end of the unfinished line, for parsing its progress
+        self._unparsed: tuple[bytes, bytes, int] | None = None  # a last line left for later
         self._committed_at = -math.inf
         self._closed = False
 
@@ -167,7 +168,8 @@ class LogWriter:
 
     @property
     def progress(self) -> Progress:
-        """The latest progress: kept up to date by feed, so reading it costs nothing."""
+        """The latest progress; a plain chunk's last line is parsed here, once, not per chunk."""
+        self._settle()
         return self._parser.current
 
     def header(self, lines: list[str]) -> None:
@@ -178,9 +180,10 @@ class LogWriter:
         """Take one read of the pipe and write it at once, so followers see it live."""
         if self._held or self._crs or b"\r" in data:
             self._write(self._collapse(self._held + self._crs + data))
-        else:
-            self._write([data])
-            self._passed(data)
+        elif data:
+            self._passed(data)  # scanned first, so the write copies it from the cache
+            if (written := os.write(self._fd, data)) < len(data):
+                self._write_rest(data, written)
 
     def tick(self) -> None:
         """Write a held progress state once its second is up; call it when the pipe is quiet."""
@@ -217,7 +220,8 @@ class LogWriter:
         cr = tail.rfind(b"\r")
         if cr < 0:
             out.append(tail)
-            self._passed(tail)
+            if tail:
+                self._passed(tail)
         else:
             self._held = tail[cr:]
             self._line = tail[cr + 1 : cr + 2 + _MAX_PARSE]
@@ -236,8 +240,6 @@ class LogWriter:
 
     def _passed(self, data: bytes, last_cr: int = -1) -> None:
         """Track the line state and progress through written bytes without a loop per line."""
-        if not data:
-            return
         end = data.rfind(b"\n") + 1
         if end:
             self._note(data, end, last_cr)
@@ -247,27 +249,43 @@ class LogWriter:
 
     def _note(self, data: bytes, end: int, last_cr: int) -> None:
         """Parse, in order, only the lines that can move the progress: the last banner, the last
-        line rewritten with ``\r`` and the last line, so feeding stays at memchr speed."""
-        marks = {end - 1, last_cr}
-        if data.find(b"<", 0, end) >= 0 or b"<" in self._line:
-            marks.add(max(data.rfind(b"<==", 0, end), 0))
+        line rewritten with ``\r`` and the last line; leave a plain chunk's last line for later."""
+        if last_cr < 0 and data.find(b"<", 0, end) < 0 and b"<" not in self._line:
+            self._unparsed = (self._line, data, end)
+            return
+        marks = {end - 1, last_cr, max(data.rfind(b"<==", 0, end), 0)}
         for start in sorted({data.rfind(b"\n", 0, at) + 1 for at in marks if at >= 0}):
-            stop = data.find(b"\n", start)
-            prefix = b"" if start else self._line
-            if stop - start + len(prefix) <= _MAX_PARSE:
-                self._parse(prefix + data[start:stop])
+            self._parse_line(data, start, self._line)
+
+    def _settle(self) -> None:
+        """Parse the last line left for later, before anything newer is parsed."""
+        if self._unparsed:
+            prefix, data, end = self._unparsed
+            self._unparsed = None
+            self._parse_line(data, data.rfind(b"\n", 0, end - 1) + 1, prefix)
+
+    def _parse_line(self, data: bytes, start: int, prefix: bytes) -> None:
+        """Parse the line at ``start`` (after ``prefix`` if it starts the chunk) if it is short."""
+        stop = data.find(b"\n", start)
+        prefix = b"" if start else prefix
+        if stop - start + len(prefix) <= _MAX_PARSE:
+            self._parse(prefix + data[start:stop])
 
     def _parse(self, line: bytes) -> None:
         """Parse what is on screen, decoded leniently: a stray byte must not stop tracking."""
+        self._settle()
         self._parser.feed(line.rpartition(b"\r")[2].decode(errors="replace"))
 
     def _write(self, pieces: list[bytes]) -> None:
         """Write all pieces in one system call, unbuffered, so a follower never waits."""
-        written = os.writev(self._fd, pieces)
-        if written < sum(map(len, pieces)):
-            rest = memoryview(b"".join(pieces))[written:]
-            while rest:
-                rest = rest[os.write(self._fd, rest) :]
+        if (written := os.writev(self._fd, pieces)) < sum(map(len, pieces)):
+            self._write_rest(b"".join(pieces), written)
+
+    def _write_rest(self, data: bytes, written: int) -> None:
+        """Finish a short write (a full disk, a signal), which regular files rarely do."""
+        rest = memoryview(data)[written:]
+        while rest:
+            rest = rest[os.write(self._fd, rest) :]
 
 
 def read_log(path: Path, offset: int = 0, limit: int = 1 << 20) -> tuple[str, int]:
