@@ -95,7 +95,7 @@ class ExperimentList(w.VBox):
         self.descending = w.ToggleButton(value=True, icon="sort-amount-desc", tooltip="order")
         self.descending.layout.width = "40px"
         self.compare_button = w.Button(description="Compare", icon="columns", disabled=True)
-        self.compare_button.on_click(self._compare)
+        self.compare_button.on_click(self._compare_clicked)
         self.prev_button = w.Button(description="Previous", icon="chevron-left")
         self.next_button = w.Button(description="Next", icon="chevron-right")
         self.prev_button.on_click(lambda _: self._turn(-1))
@@ -164,7 +164,7 @@ class ExperimentList(w.VBox):
         self.compare_button.disabled = len(self.selected) < 2
         self.compare_button.description = f"Compare ({len(self.selected)})"
 
-    def _compare(self, _: object = None) -> None:
+    def _compare_clicked(self, _: object = None) -> None:
         for callback in self._compared:
             callback(sorted(self.selected))
 

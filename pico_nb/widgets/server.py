@@ -26,6 +26,12 @@ class LogDownloadHandler(JupyterHandler):
     def initialize(self, lab_factory: Any) -> None:
         self.lab_factory = lab_factory
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """A plain sentence; the page templates are not there under Voila."""
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        exc = kwargs.get("exc_info", (None, None))[1]
+        self.finish(getattr(exc, "log_message", None) or self._reason)
+
     @web.authenticated
     async def get(self, run_id: str) -> None:
         lab = self.lab_factory()

@@ -1,0 +1,112 @@
+"""`pico-nb dashboard`: serve notebooks/dashboard.ipynb with Voila on 127.0.0.1, ready to use."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import webbrowser
+from pathlib import Path
+from typing import Any
+
+from tornado.ioloop import IOLoop
+from traitlets import default
+from voila.app import Voila
+
+from pico_nb.lab import Lab
+from pico_nb.widgets import server
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
+CONFIG_DIR = ROOT / "jupyter_config"
+
+
+class DashboardServer(Voila):
+    """Voila with the project's config, the log download route and a token in the printed URL."""
+
+    @default("config_file_paths")
+    def _config_file_paths_default(self) -> list[str]:
+        return [str(CONFIG_DIR)]
+
+    def init_handlers(self) -> list[Any]:
+        """The download route first, so Voila's catch-all routes never shadow it."""
+        return [*server.handlers(self.base_url, Lab), *super().init_handlers()]
+
+    def start(self) -> None:
+        IOLoop.current().add_callback(self._announce)
+        super().start()
+
+    def _announce(self) -> None:
+        """Print the URL once the port is bound (and open it unless asked not to)."""
+        url = f"http://{self.ip}:{self.port}/?token={self.token}"
+        print(f"pico-nb dashboard: {url}", flush=True)
+        if self.pico_open_browser:
+            webbrowser.open(url)
+
+    pico_open_browser = False
+
+
+def ensure_demo(lab: Lab) -> None:
+    """A fresh machine opens with the demo movie and a ready demo experiment."""
+    if lab.count_experiments(scope="mine"):
+        return
+    try:
+        from pico_nb.demo import demo_experiment
+
+        print("preparing the demo movie and experiment (first start only)…", flush=True)
+        demo_experiment(lab)
+    except ImportError as exc:
+        print(f"demo data unavailable: {exc}", file=sys.stderr)
+
+
+def serve(port: int, open_browser: bool, demo: bool = True) -> int:
+    """Run the dashboard until interrupted."""
+    if demo:
+        ensure_demo(Lab())
+    app = DashboardServer()
+    app.pico_open_browser = open_browser
+    app.initialize(
+        [
+            str(NOTEBOOK),
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--Voila.port_retries=0",
+            "--Voila.open_browser=False",
+            f"--Voila.token={secrets.token_urlsafe(24)}",
+        ]
+    )
+    app.start()
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """The CLI's global --home reaches the dashboard's kernels through the environment."""
+    if getattr(args, "home", None):
+        os.environ["PICO_NB_HOME"] = str(Path(args.home).expanduser().resolve())
+    return serve(args.port, not args.no_browser, demo=not args.no_demo)
+
+
+def add_commands(sub: Any) -> None:
+    """Register `pico-nb dashboard` on the CLI's subparsers."""
+    p = sub.add_parser(
+        "dashboard",
+        help="open the dashboard web app (Voila) on 127.0.0.1",
+        description="Serve the dashboard with Voila on 127.0.0.1 and print its URL.",
+    )
+    p.add_argument("--port", type=int, default=8866, help="port to listen on (default 8866)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.add_argument("--no-demo", action="store_true", help="do not prepare the demo experiment")
+    p.set_defaults(handler=cmd_dashboard)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pico_nb.widgets.app` until the CLI registers the command."""
+    parser = argparse.ArgumentParser(prog="pico-nb")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["dashboard", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

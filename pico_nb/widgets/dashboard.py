@@ -1,0 +1,137 @@
+"""The dashboard: one page with the user, navigation and every view, without page reloads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as w
+
+from pico_nb.lab import Lab
+from pico_nb.schemas import ExperimentRecord, RunRecord
+from pico_nb.widgets.compare import CompareView
+from pico_nb.widgets.detail import ExperimentDetail
+from pico_nb.widgets.experiment_list import ExperimentList
+from pico_nb.widgets.form import ExperimentForm
+from pico_nb.widgets.format import esc
+from pico_nb.widgets.resources import ResourcesView
+from pico_nb.widgets.style import MessageBar, guarded, styled, stylesheet
+
+PAGES = ("Experiments", "New experiment", "Compare", "Resources")
+
+
+class Dashboard(w.VBox):
+    """The analyst's app: list, form, detail, compare and resources behind one header."""
+
+    def __init__(self, lab: Lab | None = None) -> None:
+        self.lab = lab or Lab()
+        user = self.lab.user
+        admin = ' <span class="pico-badge pico-admin">admin</span>' if user.is_admin else ""
+        header = styled(
+            w.HBox(
+                [
+                    w.HTML(
+                        '<span class="pico-title">PICO workbench</span> '
+                        f'<span class="pico-muted" style="color:#94a3b8">'
+                        f"{esc(self.lab.spec.title)}</span>"
+                    ),
+                    w.HTML(f'<span class="pico-user">{esc(user.username)}</span>{admin}'),
+                ]
+            ),
+            "pico-header",
+        )
+        self.nav = w.ToggleButtons(options=PAGES, style={"button_width": "auto"})
+        self.nav.observe(self._navigate, "value")
+        self.messages = MessageBar()
+        self.content = w.VBox(layout=w.Layout(width="100%"))
+        self.list_view = ExperimentList(self.lab)
+        self.list_view.on_open(self.open_experiment)
+        self.list_view.on_compare(self.compare)
+        self.form = ExperimentForm(self.lab)
+        self.form.on_saved(self._saved)
+        self.form.on_cancel(self._back)
+        self.compare_view = CompareView(lab=self.lab)
+        self.resources = ResourcesView(self.lab)
+        self.detail: ExperimentDetail | None = None
+        self.back = w.Button(description="All experiments", icon="arrow-left")
+        self.back.on_click(lambda _: self.show_page("Experiments"))
+        super().__init__(
+            [stylesheet(), header, styled(self.nav, "pico-nav"), self.messages, self.content]
+        )
+        styled(self, "pico", "pico-dashboard")
+        self.layout.max_width = "1280px"
+        self.show_page("Experiments")
+
+    # ------------------------------------------------------------------ navigation
+
+    def _navigate(self, change: dict[str, Any]) -> None:
+        self.show_page(change["new"])
+
+    def _show(self, *views: w.Widget) -> None:
+        """Swap the content; only the view on screen refreshes itself."""
+        self.list_view.active = self.list_view in views
+        self.resources.active = self.resources in views
+        if self.detail is not None and self.detail not in views:
+            self.detail.close()
+            self.detail = None
+        self.content.children = views
+
+    def show_page(self, page: str) -> None:
+        """Show one of the top-level pages, as the navigation buttons do."""
+        self.messages.clear()
+        if self.nav.value != page:
+            self.nav.value = page  # comes back through _navigate
+            return
+        if page == "Experiments":
+            self.list_view.refresh()
+            self._show(self.list_view)
+        elif page == "New experiment":
+            self.form.clear()
+            self._show(self.form)
+        elif page == "Compare":
+            self._show(self.compare_view)
+        else:
+            self.resources.refresh()
+            self._show(self.resources)
+
+    @guarded
+    def open_experiment(self, experiment_id: int) -> ExperimentDetail:
+        """The detail page of one experiment, with its latest run."""
+        detail = ExperimentDetail(experiment_id, self.lab)
+        detail.on_edit(lambda i: self.edit(i, clone=False))
+        detail.on_clone(lambda i: self.edit(i, clone=True))
+        detail.on_deleted(self._deleted)
+        self._show(self.back, detail)
+        self.detail = detail
+        return detail
+
+    @guarded
+    def edit(self, experiment_id: int, clone: bool = False) -> None:
+        """The form, filled from an experiment, to edit or clone it."""
+        self.form.load(self.lab.get_experiment(experiment_id), clone=clone)
+        self._show(self.back, self.form)
+
+    def compare(self, experiment_ids: list[int]) -> None:
+        """The compare page for the experiments ticked in the list."""
+        self.nav.value = "Compare"
+        self.compare_view.compare(experiment_ids)
+
+    # -------------------------------------------------------------------- events
+
+    def _saved(self, exp: ExperimentRecord, run: RunRecord | None) -> None:
+        """After Save the experiment's page opens, following the run after Save & Run."""
+        detail = self.open_experiment(exp.id)
+        if detail is not None:
+            detail.messages.info(
+                f"saved experiment {exp.id}" + (f", run {run.number} started" if run else "")
+            )
+
+    def _back(self) -> None:
+        """Cancel returns to where the form was opened from."""
+        if self.form.mode == "create":
+            self.show_page("Experiments")
+        else:
+            self.open_experiment(self.form.experiment_id)
+
+    def _deleted(self, experiment_id: int) -> None:
+        self.show_page("Experiments")
+        self.messages.info(f"experiment {experiment_id} deleted")
