@@ -6,7 +6,7 @@ One file per run, ``<home>/logs/<user>/exp_<id>_run_<n>_<YYYYmmddTHHMMSSZ>.log``
 exclusively and never rewritten. It is a transcript of the run's merged stdout and stderr, so
 ``cat`` on a terminal shows what the terminal showed:
 
-* first the header lines the supervisor supplies (experiment, run, user, command), one a line;
+* first the header lines the supervisor supplies (experiment, run, user, command), one per line;
 * then the pipeline's bytes as they came (invalid UTF-8 kept as is), except that
   ``\r\n`` (and ``\r\r\n``...) is stored as ``\n``, and a line rewritten with ``\r`` (a tqdm
   bar) keeps only some of its states: while the line is live at most one state a second is
@@ -224,8 +224,9 @@ class LogWriter:
                 self._passed(tail)
         else:
             self._held = tail[cr:]
-            self._line = tail[cr + 1 : cr + 2 + _MAX_PARSE]
-            self._parse(self._line)
+            self._line = tail[max(cr + 1, len(tail) - _MAX_PARSE - 1) :]
+            if len(tail) - cr <= _MAX_PARSE:
+                self._parse(self._line)
             self._commit(out, force=len(self._held) > _MAX_HELD)
         return out
 
