@@ -11,6 +11,12 @@ __all__ = ["Lab", "RunPanel", "__version__"]
 def __getattr__(name: str) -> Any:
     """Import the heavy parts only when asked, so the pipeline and CLI start fast."""
     if name == "Lab":
+        from pico_nb.hub import in_user_server
+
+        if in_user_server():  # a hub user server: the pico service holds the database
+            from pico_nb.hub.client import RemoteLab
+
+            return RemoteLab
         from pico_nb.lab import Lab
 
         return Lab

@@ -1,0 +1,159 @@
+"""Driving a real lab server from tests: start, stop and restart it, and talk HTTP to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22", "carol": "carol-secret-3"}
+ACCESS = ["access:services!service=pico"]
+START_TIMEOUT = 90.0
+
+
+def free_port() -> int:
+    """A port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Response:
+    """An HTTP answer with its JSON decoded when it is JSON."""
+
+    status: int
+    body: bytes
+    headers: Any
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http(
+    method: str, url: str, token: str | None = None, body: Any = None, timeout: float = 30
+) -> Response:
+    """One request; error statuses are answers, not exceptions."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if token:
+        request.add_header("Authorization", f"token {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return Response(r.status, r.read(), r.headers)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return Response(exc.code, exc.read(), exc.headers)
+
+
+@dataclass
+class Hub:
+    """A running lab server, restartable in place (same ports, same folders)."""
+
+    root: Path
+    env: dict[str, str]
+    port: int
+    service_port: int
+    admin_token: str
+    process: subprocess.Popen[bytes] | None = None
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api(self) -> str:
+        """The pico service's REST API, through the proxy as a browser would reach it."""
+        return f"{self.url}/services/pico/api"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "hub.log"
+
+    def start(self) -> None:
+        """Start `pico-nb hub` and return once the hub and the service both answer."""
+        with open(self.log_file, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pico_nb.hub.launch", "hub", "--config", self._extra()],
+                cwd=self.root,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        for url in (f"{self.url}/hub/health", f"{self.url}/services/pico/health"):
+            while not self._answers(url):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the hub did not start:\n{self.log_file.read_text()}")
+                time.sleep(0.1)
+
+    def _answers(self, url: str) -> bool:
+        try:
+            return http("GET", url, timeout=2).status == 200
+        except OSError:
+            return False
+
+    def _extra(self) -> str:
+        """A test-only service with an operator's token: make user tokens, stop servers."""
+        path = self.root / "test_config.py"
+        path.write_text(
+            "c.JupyterHub.services.append("
+            f"{{'name': 'pico-tests', 'api_token': {self.admin_token!r}}})\n"
+            "c.JupyterHub.load_roles.append({'name': 'pico-tests', 'services': ['pico-tests'],"
+            " 'scopes': ['admin:users', 'admin:servers', 'tokens', 'list:users']})\n"
+        )
+        return str(path)
+
+    def stop(self) -> None:
+        """SIGTERM, as a service manager would; the hub stops proxy, service and servers."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def hub_api(self, method: str, path: str, body: Any = None) -> Response:
+        """The hub's REST API as the test operator."""
+        return http(method, f"{self.url}/hub/api/{path}", self.admin_token, body)
+
+    def token(self, user: str) -> str:
+        """A token of the user that may call the pico service and nothing else."""
+        if user not in self.tokens:
+            answer = self.hub_api("POST", f"users/{user}/tokens", {"scopes": ACCESS})
+            assert answer.status == 201, answer.body
+            self.tokens[user] = answer.json["token"]
+        return self.tokens[user]
+
+    def call(self, user: str, method: str, path: str, body: Any = None) -> Response:
+        """The pico API as a user."""
+        return http(method, f"{self.api}/{path}", self.token(user), body)
+
+    def service_url(self) -> str:
+        """What a user server finds in PICO_NB_SERVICE_URL."""
+        return f"http://127.0.0.1:{self.service_port}/services/pico/"
