@@ -249,8 +249,7 @@ class LogWriter:
         self._mid_line = bool(tail)
 
     def _note(self, data: bytes, end: int, last_cr: int) -> None:
-        """Parse, in order, only the lines that can move the progress: the last banner, the last
-        line rewritten with ``\r`` and the last line; leave a plain chunk's last line for later."""
+        """Parse only lines that can move progress, in order; a plain chunk's last one waits."""
         if last_cr < 0 and data.find(b"<", 0, end) < 0 and b"<" not in self._line:
             self._unparsed = (self._line, data, end)
             return
