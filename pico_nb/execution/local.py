@@ -28,6 +28,7 @@ from pico_nb.settings import Settings
 
 HOST = socket.gethostname()
 SETTINGS_ENV = "PICO_NB_SUPERVISOR_SETTINGS"
+PLAN_ENV = "PICO_NB_SUPERVISOR_PLAN"
 _PACKAGES = ("pico-nb", "numpy", "scipy", "scikit-image", "opencv-python-headless", "tifffile")
 
 
@@ -115,12 +116,33 @@ def dispatch(db: Database, settings: Settings) -> list[int]:
     return claimed
 
 
+def launch_plan(run: Run) -> dict[str, Any]:
+    """What the supervisor needs to start the pipeline before it loads the database stack."""
+    gpus = run.gpus or ""
+    return {
+        "argv": list(run.argv),
+        "log_path": run.log_path,
+        "output_path": run.output_path,
+        "gpus": gpus,
+        "header": [
+            f"# experiment {run.experiment_id}: {run.experiment.name}",
+            f"# run {run.number} by {run.user.username} on {HOST}"
+            + (f", GPU {gpus}" if gpus else ""),
+            f"# started {run.started_at.isoformat(timespec='seconds')}",
+            "# command: " + subprocess.list2cmdline(run.argv),
+        ],
+    }
+
+
 def _launch(db: Database, settings: Settings, run_id: int) -> None:
     """Start the supervisor detached: own session, stdin closed, output to a file."""
     out_dir = settings.home / "logs" / "supervisors"
     out_dir.mkdir(parents=True, exist_ok=True)
+    with db.read() as session:
+        plan = launch_plan(session.get(Run, run_id))
     env = dict(os.environ)
     env[SETTINGS_ENV] = settings.model_dump_json()
+    env[PLAN_ENV] = json.dumps(plan)
     try:
         with open(out_dir / f"run_{run_id}.out", "ab") as out:
             proc = subprocess.Popen(

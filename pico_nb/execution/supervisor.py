@@ -1,12 +1,15 @@
 """The detached process that owns one pipeline run: log, heartbeat, stop, and the final record.
 
 Started as `python -m pico_nb.execution.supervisor RUN_ID` by whoever claimed the run's slot,
-in its own session, so closing a tab, a kernel or a terminal never touches the run.
+in its own session, so closing a tab, a kernel or a terminal never touches the run. It starts
+the pipeline first, from the launch plan in its environment, and only then loads the database
+stack, so a run starts in tens of milliseconds rather than after a second of imports.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import selectors
 import signal
@@ -14,16 +17,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pico_nb.db import Database, open_database
-from pico_nb.execution import local
 from pico_nb.logs import LogWriter
-from pico_nb.models import Run, utcnow
-from pico_nb.settings import Settings
+
+if TYPE_CHECKING:
+    from pico_nb.db import Database
+    from pico_nb.settings import Settings
 
 READ_SIZE = 1 << 16
 PROGRESS_INTERVAL = 1.0
+_PRIVATE_ENV = ("PICO_NB_SUPERVISOR_SETTINGS", "PICO_NB_SUPERVISOR_PLAN")
 
 
 def describe_exit(
@@ -50,6 +54,32 @@ def describe_exit(
     return status, f"exit code {returncode}", returncode, None
 
 
+def start_pipeline(plan: dict[str, Any]) -> tuple[subprocess.Popen[bytes], LogWriter]:
+    """Open the log and start the pipeline in its own process group, never through a shell."""
+    writer = LogWriter(Path(plan["log_path"]))
+    writer.header(plan["header"])
+    try:
+        Path(plan["output_path"]).mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
+        env["PYTHONUNBUFFERED"] = "1"
+        if plan["gpus"]:
+            env["CUDA_VISIBLE_DEVICES"] = plan["gpus"]
+        proc = subprocess.Popen(
+            plan["argv"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=plan["output_path"],
+            env=env,
+        )
+    except OSError as exc:
+        writer.feed(f"# could not start: {exc}\n".encode())
+        writer.close()
+        raise
+    return proc, writer
+
+
 class Supervisor:
     """Runs one pipeline process to its end and keeps the database told."""
 
@@ -64,62 +94,32 @@ class Supervisor:
         """A Lab on this host asks us to check for a stop request now."""
         self.wake = True
 
-    def start(self) -> tuple[subprocess.Popen[bytes], LogWriter] | None:
-        """Open the log and start the pipeline in its own process group."""
+    def _record_start(self, proc: subprocess.Popen[bytes]) -> None:
+        """Tell the database which processes now own the run."""
+        from pico_nb.models import Run
+
         with self.db.write() as session:
             run = session.get(Run, self.run_id)
-            if run is None or run.status != "running":
-                return None
-            run.supervisor_pid = os.getpid()
-            argv, log_path, gpus = list(run.argv), run.log_path, run.gpus
-            output = run.output_path
-            header = [
-                f"# experiment {run.experiment_id}: {run.experiment.name}",
-                f"# run {run.number} by {run.user.username} on {local.HOST}"
-                + (f", GPU {gpus}" if gpus else ""),
-                f"# started {run.started_at.isoformat(timespec='seconds')}",
-                "# command: " + subprocess.list2cmdline(argv),
-            ]
-        try:
-            writer = LogWriter(Path(log_path))
-            writer.header(header)
-            local.ensure_dir(output)
-            env = {k: v for k, v in os.environ.items() if k != local.SETTINGS_ENV}
-            env["PYTHONUNBUFFERED"] = "1"
-            if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = gpus
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=output,
-                env=env,
-            )
-        except OSError as exc:
-            with self.db.write() as session:
-                local.finish(session.get(Run, self.run_id), "failed", f"could not start: {exc}")
-            return None
-        with self.db.write() as session:
-            run = session.get(Run, self.run_id)
-            run.pid, run.pgid = proc.pid, proc.pid
-        return proc, writer
+            run.supervisor_pid, run.pid, run.pgid = os.getpid(), proc.pid, proc.pid
 
     def _report(self, writer: LogWriter) -> None:
         """Heartbeat with the latest progress, and pick up a stop request from any host."""
+        from pico_nb.models import Run, utcnow
+
         progress = writer.progress
         with self.db.write() as session:
             run = session.get(Run, self.run_id)
             run.heartbeat_at = utcnow()
-            if progress is not None:
-                run.stage = progress.stage[:200] if progress.stage else run.stage
-                run.progress = progress.fraction
-                run.eta_seconds = progress.eta_seconds
+            if progress.stage:
+                run.stage = progress.stage[:200]
+            run.progress = progress.fraction
+            run.eta_seconds = progress.eta_seconds
             self.stopped_by = self.stopped_by or run.stop_requested_by
 
     def _enforce_stop(self, proc: subprocess.Popen[bytes]) -> None:
         """SIGTERM to the whole group at once, SIGKILL once the grace period is over."""
+        from pico_nb.execution import local
+
         if not self.stopped_by or proc.poll() is not None:
             return
         now = time.monotonic()
@@ -168,6 +168,9 @@ class Supervisor:
 
     def conclude(self, returncode: int, writer: LogWriter) -> None:
         """Write the final line and the final record, then hand the slot on."""
+        from pico_nb.execution import local
+        from pico_nb.models import Run, utcnow
+
         status, reason, exit_code, signame = describe_exit(
             returncode, self.stopped_by, self.killed_after
         )
@@ -176,7 +179,7 @@ class Supervisor:
         writer.close()
         with self.db.write() as session:
             run = session.get(Run, self.run_id)
-            if progress is not None and progress.stage:
+            if progress.stage:
                 run.stage = progress.stage[:200]
             if status == "completed":
                 run.progress = 1.0
@@ -185,28 +188,41 @@ class Supervisor:
             )
         local.dispatch(self.db, self.settings)
 
-    def run(self) -> int:
-        """Start, supervise and conclude; the process exit code is 0 unless we broke."""
-        signal.signal(signal.SIGTERM, self._on_sigterm)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        started = self.start()
-        if started is None:
-            local.dispatch(self.db, self.settings)
-            return 1
-        proc, writer = started
-        returncode = self.supervise(proc, writer)
-        local.signal_group(proc.pid, signal.SIGKILL)  # leftovers of the pipeline die with it
-        self.conclude(returncode, writer)
-        return 0
+    def fail_to_start(self, exc: OSError) -> None:
+        """Record why the pipeline never ran, and free the slot for the next run."""
+        from pico_nb.execution import local
+        from pico_nb.models import Run
+
+        with self.db.write() as session:
+            local.finish(session.get(Run, self.run_id), "failed", f"could not start: {exc}")
+        local.dispatch(self.db, self.settings)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: the run id is the only argument; settings come from the environment."""
+    """Start the pipeline at once, then load the database stack and supervise it to the end."""
     args = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    plan = json.loads(os.environ["PICO_NB_SUPERVISOR_PLAN"])
+    try:
+        started: tuple[subprocess.Popen[bytes], LogWriter] | OSError = start_pipeline(plan)
+    except OSError as exc:
+        started = exc
+    from pico_nb.db import open_database
+    from pico_nb.execution import local
+
     settings = local.settings_from_env()
-    db = open_database(settings.effective_database_url)
-    return Supervisor(db, settings, int(args[0])).run()
+    supervisor = Supervisor(open_database(settings.effective_database_url), settings, int(args[0]))
+    signal.signal(signal.SIGTERM, supervisor._on_sigterm)
+    if isinstance(started, OSError):
+        supervisor.fail_to_start(started)
+        return 1
+    proc, writer = started
+    supervisor._record_start(proc)
+    returncode = supervisor.supervise(proc, writer)
+    local.signal_group(proc.pid, signal.SIGKILL)  # leftovers of the pipeline die with it
+    supervisor.conclude(returncode, writer)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install pico_nb with its test dependencies (Python, Debian and services) and run every check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/install.sh
+install_venv "test,hub,distributed"
+apt_install chromium
+
+# PostgreSQL and Redis are real servers in the tests; start them if they are installed but down.
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1; then
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+fi
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+set +e
+.venv/bin/python -m pytest -p no:cacheprovider "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests" >&2
+  status=0
+fi
+exit "$status"
