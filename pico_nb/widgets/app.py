@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import secrets
+import subprocess
 import sys
+import threading
 import webbrowser
 from pathlib import Path
 from typing import Any
@@ -78,6 +81,44 @@ def serve(port: int, open_browser: bool, demo: bool = True) -> int:
     )
     app.start()
     return 0
+
+
+def start_background(
+    port: int, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> tuple[subprocess.Popen[str], str]:
+    """Start the dashboard as its own process and return it with its URL, once it listens."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", __name__, f"--port={port}", "--no-browser", "--no-demo"],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    found: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        """Watch for the URL line and keep draining the output so the server never blocks."""
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("pico-nb dashboard: "):
+                found.put(line.split(": ", 1)[1].strip())
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        return proc, found.get(timeout=timeout)
+    except queue.Empty:
+        stop_background(proc)
+        raise RuntimeError(f"the dashboard did not start within {timeout:.0f} s") from None
+
+
+def stop_background(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM lets Voila shut its kernels down; SIGKILL only if it hangs."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

@@ -26,6 +26,8 @@ CSS = """
   color: #1f2937; }
 .pico .widget-label, .pico .widget-html, .pico button, .pico input, .pico select {
   font-family: inherit; }
+.pico .widget-button, .pico .widget-toggle-button { width: auto; min-width: 72px;
+  padding: 0 12px; }
 .pico-badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px;
   font-weight: 600; line-height: 18px; white-space: nowrap; }
 .pico-admin { background: #ede9fe; color: #5b21b6; }

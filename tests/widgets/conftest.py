@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from pico_nb.lab import Lab
 from pico_nb.settings import Settings
+from pico_nb.widgets.app import start_background, stop_background
 
 
 @pytest.fixture
@@ -29,3 +33,96 @@ def make_experiment(lab: Lab, frames: Path, tmp_path: Path) -> Callable[..., obj
         )
 
     return make
+
+
+# ------------------------------------------------------------------ browser tests
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "widgets"
+
+
+@dataclass
+class Served:
+    """A live dashboard: its URL, the data folder it may use, and a Lab on the same database."""
+
+    url: str
+    data: Path
+    lab: Lab
+
+
+def free_port() -> int:
+    """A port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(settings_for: Callable[..., Settings], frames: Path, tmp_path: Path) -> Iterator[Served]:
+    """A live dashboard process on this test's data home, as an analyst starts it."""
+    settings = settings_for("")
+    env = {
+        "PICO_NB_HOME": str(settings.home),
+        "PICO_NB_DATA_ROOTS": str(tmp_path),
+        "PICO_NB_PIPELINE_SPEC": str(settings.pipeline_spec),
+        "PICO_NB_HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
+    }
+    proc, url = start_background(free_port(), env)
+    try:
+        yield Served(url=url, data=tmp_path, lab=Lab(settings=settings))
+    finally:
+        stop_background(proc)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """The system Chromium, driven by Playwright."""
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Remember whether the test body failed, so the page fixture can keep evidence."""
+    report = yield
+    if report.when == "call":
+        item.stash[FAILED] = report.failed
+    return report
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh tab at the app's reference size; a failing test leaves a screenshot."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    tab = context.new_page()
+    tab.set_default_timeout(30_000)
+    yield tab
+    if request.node.stash.get(FAILED, False):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(SCREENSHOTS / f"FAILED-{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+@pytest.fixture
+def screenshot(page: Page) -> Callable[[str], None]:
+    """Keep a picture of each view for people to look at (test-output/ is git-ignored)."""
+
+    def shoot(name: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+    return shoot

@@ -1,0 +1,123 @@
+"""End to end in Chromium against a live dashboard: create, validate, run, reload, stop, results."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def open_app(page: Page, url: str) -> None:
+    page.goto(url)
+    expect(page.locator(".pico-dashboard")).to_be_visible(timeout=60_000)
+
+
+def field(page: Page, label: str):
+    """The input of a form row found by its label, as a person finds it."""
+    row = page.locator(".pico-form .pico-row").filter(has=page.get_by_text(label, exact=True))
+    return row.locator("input, textarea").first
+
+
+def button(page: Page, label: str):
+    """A button by its whole label; an icon glyph may come first in its accessible name."""
+    return page.get_by_role("button", name=re.compile(rf"^[\ue000-\uf8ff]?\s*{re.escape(label)}$"))
+
+
+def write_preview(out: Path) -> None:
+    """What the pipeline leaves for the gallery: summary.json naming a PNG."""
+    out.mkdir(parents=True, exist_ok=True)
+    ramp = np.tile(np.arange(160, dtype=np.uint8), (120, 1))
+    Image.fromarray(ramp).save(out / "mean.png")
+    summary = {
+        "frames": 3,
+        "neurons": 7,
+        "total_seconds": 4.5,
+        "images": [{"title": "mean image", "path": "mean.png"}],
+    }
+    (out / "summary.json").write_text(json.dumps(summary))
+
+
+def test_analyst_day(page: Page, served, screenshot) -> None:
+    gate = served.data / "gate"
+    out = served.data / "results"
+    open_app(page, served.url)
+    screenshot("01-list-empty")
+
+    page.get_by_role("button", name="New experiment").click()
+    field(page, "Name").fill("Mouse 12 <day 3>")
+    field(page, "Input folder").fill(str(served.data / "input"))
+    page.get_by_role("button", name="Detect frames").click()
+    expect(page.locator(".pico-form")).to_contain_text("3 frames · jpg sequence")
+    field(page, "Output folder").fill("/etc/not-a-data-root")
+    page.get_by_text("Parameters", exact=True).click()
+    field(page, "wait_file").fill(str(gate))
+    field(page, "tqdm_steps").fill("20")
+    button(page, "Save").click()
+    expect(
+        page.locator(".pico-form .pico-field-error").filter(has_text="data roots")
+    ).to_be_visible()
+    expect(page.locator(".pico-msg-error")).to_contain_text("Not saved")
+    assert served.lab.count_experiments() == 0
+    screenshot("02-form-error")
+
+    field(page, "Output folder").fill(str(out))
+    page.get_by_role("button", name="Save & Run").click()
+    run_panel = page.locator(".pico-run")
+    expect(run_panel.locator(".pico-log")).to_contain_text("waiting", timeout=30_000)
+    expect(run_panel).to_contain_text("motion correction · 100%")
+    expect(run_panel.locator(".progress-bar")).to_have_attribute("style", re.compile("100%"))
+    exp = served.lab.experiments()[0]
+    assert exp.name == "Mouse 12 <day 3>" and exp.params["tqdm_steps"] == 20
+    screenshot("03-detail-running")
+
+    page.reload()
+    expect(page.locator(".pico-dashboard")).to_be_visible(timeout=60_000)
+    expect(page.locator(".pico-list")).to_contain_text("running")
+    page.get_by_role("button", name="Mouse 12 <day 3>").click()
+    expect(page.locator(".pico-log")).to_contain_text("fake pipeline pid")
+    expect(page.locator(".pico-log")).to_contain_text("waiting")
+    page.locator(".pico-run").get_by_role("button", name="Stop").click()
+    expect(page.locator(".pico-run .pico-h3")).to_contain_text("cancelled", timeout=30_000)
+
+    write_preview(out)
+    gate.touch()
+    button(page, "Run").click()
+    expect(page.locator(".pico-run .pico-h3")).to_contain_text("completed", timeout=30_000)
+    expect(page.locator(".pico-history tr")).to_have_count(3)
+    expect(page.locator(".pico-history")).to_contain_text("cancelled")
+    expect(page.locator(".pico-figure img")).to_be_visible()
+    expect(page.locator(".pico-results")).to_contain_text("neurons found")
+    screenshot("04-detail-results")
+    page.set_viewport_size({"width": 800, "height": 900})
+    screenshot("05-detail-800px")
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+    other = served.lab.clone_experiment(
+        exp.id,
+        "Mouse 12 (more lines)",
+        params={"lines": 40},
+        output_path=str(served.data / "results2"),
+    )
+    page.get_by_role("button", name="All experiments").click()
+    rows = page.locator(".pico-list .widget-checkbox input")
+    expect(rows).to_have_count(2)
+    rows.nth(0).check()
+    rows.nth(1).check()
+    page.get_by_role("button", name="Compare (2)").click()
+    compare = page.locator(".pico-compare table")
+    expect(compare).to_contain_text("lines")
+    expect(compare).to_contain_text(other.name)
+    screenshot("06-compare")
+    page.get_by_role("button", name="Resources").click()
+    expect(page.locator(".pico-resources")).to_contain_text("Memory")
+    screenshot("07-resources")
+    button(page, "Experiments").click()
+    expect(page.locator(".pico-list")).to_contain_text("completed")
+    screenshot("08-list")
