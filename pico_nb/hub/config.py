@@ -114,6 +114,8 @@ def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
     c.SimpleLocalProcessSpawner.home_dir_template = str(state / "users" / "{username}")
     c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
     c.Spawner.default_url = f"/voila/render/{DASHBOARD}"  # JupyterLab stays at /lab
+    if os.geteuid() == 0:  # a hub run as root (a container) runs these servers as root too
+        c.Spawner.args = ["--allow-root"]
     c.Spawner.environment = {SERVICE_URL_ENV: o.service_url}
     c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", ACCESS_SCOPE]
     c.JupyterHub.extra_user_scopes = {ACCESS_SCOPE}
