@@ -206,12 +206,11 @@ class RunPanel(w.VBox):
     def _show_run(self, run: RunRecord) -> None:
         """Header line, buttons and bar colour for the run's current state."""
         self._run = run
-        exit_text = f" · exit {run.exit_code}" if run.exit_code is not None else ""
-        reason = f' · <span class="pico-muted">{esc(run.reason)}</span>' if run.reason else ""
+        reason = f" · {esc(run.reason)}" if run.reason else ""
         self.header.value = (
             f'<div class="pico-h3">Run {run.number} {badge(run.status)}</div>'
             f'<div class="pico-muted">started {esc(local_time(run.started_at))} · '
-            f"{esc(duration(run.duration_seconds))}{esc(exit_text)}{reason}</div>"
+            f"{esc(duration(run.duration_seconds))}{reason}</div>"
         )
         self.stop_button.disabled = not run.active
         self.links.value = (

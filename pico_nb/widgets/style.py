@@ -28,6 +28,8 @@ CSS = """
   font-family: inherit; }
 .pico .widget-button, .pico .widget-toggle-button { width: auto; min-width: 72px;
   padding: 0 12px; }
+.pico .widget-vbox > .widget-button { align-self: flex-start; }
+.pico-form .widget-vbox > .pico-field-error { margin-left: 208px; }
 .pico-badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px;
   font-weight: 600; line-height: 18px; white-space: nowrap; }
 .pico-admin { background: #ede9fe; color: #5b21b6; }

@@ -122,7 +122,12 @@ def screenshot(page: Page) -> Callable[[str], None]:
     """Keep a picture of each view for people to look at (test-output/ is git-ignored)."""
 
     def shoot(name: str) -> None:
+        """Voila scrolls inside the page, so grow the window to the app's height first."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        size = page.viewport_size or {"width": 1280, "height": 800}
+        height = page.evaluate("document.querySelector('.pico-dashboard').scrollHeight")
+        page.set_viewport_size({"width": size["width"], "height": max(size["height"], height + 60)})
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+        page.set_viewport_size(size)
 
     return shoot
