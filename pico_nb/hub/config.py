@@ -22,6 +22,7 @@ HUB_ENV_PREFIX = ENV_PREFIX + "HUB_"
 DASHBOARD = "dashboard.ipynb"
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
+LOG_EXTENSION = "pico_nb.widgets.server"
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
 
@@ -114,8 +115,10 @@ def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
     c.SimpleLocalProcessSpawner.home_dir_template = str(state / "users" / "{username}")
     c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
     c.Spawner.default_url = f"/voila/render/{DASHBOARD}"  # JupyterLab stays at /lab
+    args = [f"--ServerApp.jpserver_extensions={LOG_EXTENSION}=True"]  # the widgets' log download
     if os.geteuid() == 0:  # a hub run as root (a container) runs these servers as root too
-        c.Spawner.args = ["--allow-root"]
+        args.append("--allow-root")
+    c.Spawner.args = args
     c.Spawner.environment = {SERVICE_URL_ENV: o.service_url}
     c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", ACCESS_SCOPE]
     c.JupyterHub.extra_user_scopes = {ACCESS_SCOPE}

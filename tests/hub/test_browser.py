@@ -1,0 +1,92 @@
+"""In Chromium: alice logs in through the hub, lands on her dashboard, creates, runs and follows."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lab_server import PASSWORDS, Hub
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from pico_nb.hub.client import RemoteLab
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "hub"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """The system Chromium, driven by Playwright."""
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser profile (no hub cookies) at the dashboard's reference size."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    tab = context.new_page()
+    tab.set_default_timeout(30_000)
+    yield tab
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(SCREENSHOTS / "last-page.png"))
+    context.close()
+
+
+def field(page: Page, label: str):  # noqa: ANN201 - a Playwright locator
+    """The input of a dashboard form row, found by its label as a person finds it."""
+    row = page.locator(".pico-form .pico-row").filter(has=page.get_by_text(label, exact=True))
+    return row.locator("input, textarea").first
+
+
+def log_in(page: Page, hub: Hub, user: str) -> None:
+    """Fill the hub's own login form."""
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", PASSWORDS[user])
+    page.click("#login_submit")
+
+
+def test_alice_logs_in_runs_and_watches_live(page: Page, hub: Hub, tmp_path: Path) -> None:
+    log_in(page, hub, "alice")
+    page.wait_for_url(re.compile(r"/user/alice/voila/render/dashboard\.ipynb"), timeout=90_000)
+    expect(page.locator(".pico-dashboard")).to_be_visible(timeout=90_000)
+
+    gate = tmp_path / "gate"
+    name = "Mouse <b>12</b> & day 3"
+    page.get_by_role("button", name="New experiment").click()
+    field(page, "Name").fill(name)
+    field(page, "Input folder").fill(str(hub.data / "frames"))
+    field(page, "Output folder").fill(str(hub.data / "out" / "browser"))
+    page.get_by_text("Parameters", exact=True).click()
+    field(page, "wait_file").fill(str(gate))
+    field(page, "tqdm_steps").fill("10")
+    page.get_by_role("button", name="Save & Run").click()
+
+    log = page.locator(".pico-run .pico-log")
+    expect(log).to_contain_text("waiting", timeout=60_000)
+    lab = RemoteLab(url=hub.service_url(), token=hub.token("alice"))
+    mine = [e for e in lab.experiments(scope="mine") if e.name == name]
+    assert len(mine) == 1 and mine[0].owner == "alice"  # stored by the service, name as typed
+    run = lab.runs(mine[0].id)[-1]
+    assert run.status == "running"
+    gate.write_text("go")  # the page learns the rest from the live log alone
+    expect(log).to_contain_text("finished", timeout=30_000)
+    expect(page.locator(".pico-run .pico-h3")).to_contain_text("completed", timeout=30_000)
+    expect(page.get_by_text(name).first).to_be_visible()  # HTML in a name shows as text
+    assert lab.get_run(run.id).status == "completed"
