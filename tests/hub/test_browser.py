@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from lab_server import PASSWORDS, Hub
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from pico_nb.hub.client import RemoteLab
 
@@ -48,7 +48,7 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-def field(page: Page, label: str):  # noqa: ANN201 - a Playwright locator
+def field(page: Page, label: str) -> Locator:
     """The input of a dashboard form row, found by its label as a person finds it."""
     row = page.locator(".pico-form .pico-row").filter(has=page.get_by_text(label, exact=True))
     return row.locator("input, textarea").first
