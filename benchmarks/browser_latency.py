@@ -27,15 +27,9 @@ from pico_nb.lab import Lab
 from pico_nb.settings import load_settings
 from pico_nb.widgets.app import start_background, stop_background
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+# The browser tests' Chromium launcher, so both drive the browser the same way.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "widgets"))
+from chromium import launch
 
 SPEC = """
 name = "ticker"
@@ -119,7 +113,7 @@ def latency(root: Path, lines: int, interval: float) -> list[float]:
     proc, url = start_background(18900 + int(time.time()) % 500, env)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = launch(p)
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.goto(f"{url}&experiment={exp.id}")
             page.wait_for_selector(".pico-run .pico-log", timeout=60_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from pico_nb.widgets.format import duration, esc, local_time, value_text
 from pico_nb.widgets.results import ResultsView
 from pico_nb.widgets.run_panel import RunPanel
 from pico_nb.widgets.style import MessageBar, badge, guarded, heading, styled, stylesheet
+from pico_nb.widgets.ticker import Ticker
 
 Callback = Callable[[int], None]
 
@@ -75,8 +77,12 @@ class ExperimentDetail(w.VBox):
     experiment_id = t.Int()
     run_id = t.Int(None, allow_none=True)
 
-    def __init__(self, experiment_id: int, lab: Lab | None = None) -> None:
+    def __init__(
+        self, experiment_id: int, lab: Lab | None = None, refresh_seconds: float = 3.0
+    ) -> None:
         self.lab = lab or Lab()
+        self._latest_run: int | None = None
+        self._lock = threading.RLock()  # the timer and button clicks both refresh
         self._callbacks: dict[str, list[Callback]] = {"edit": [], "clone": [], "deleted": []}
         self.header = w.HTML()
         self.info = w.HTML()
@@ -133,6 +139,8 @@ class ExperimentDetail(w.VBox):
         styled(self, "pico", "pico-detail")
         self.experiment_id = int(experiment_id)
         self.refresh()
+        # Runs started elsewhere (another tab, the CLI, a colleague) show up by themselves.
+        self._ticker = Ticker(refresh_seconds, self.refresh)
 
     # ------------------------------------------------------------------ callbacks
 
@@ -147,7 +155,8 @@ class ExperimentDetail(w.VBox):
         self._callbacks["deleted"].append(callback)
 
     def close(self) -> None:
-        """Closing the view stops following its run."""
+        """Closing the view stops following its run and refreshing."""
+        self._ticker.stop()
         if self.panel is not None:
             self.panel.close()
         super().close()
@@ -157,6 +166,10 @@ class ExperimentDetail(w.VBox):
     @guarded
     def refresh(self) -> None:
         """Read the experiment and its runs again and redraw everything but the live panel."""
+        with self._lock:
+            self._redraw()
+
+    def _redraw(self) -> None:
         exp = self.lab.get_experiment(self.experiment_id)
         runs = self.lab.runs(exp.id)
         self.record = exp
@@ -190,11 +203,14 @@ class ExperimentDetail(w.VBox):
         self.buttons["Stop"].disabled = not active
         self.buttons["Delete"].disabled = active
         options = [(f"Run {r.number}", r.id) for r in reversed(runs)]
+        latest = runs[-1].id if runs else None
         if list(self.run_picker.options) != options:
             current = self.run_picker.value
             self.run_picker.options = options
             ids = [o[1] for o in options]
-            self.run_picker.value = current if current in ids else (ids[0] if ids else None)
+            fresh = latest != self._latest_run  # a new run: follow it
+            self.run_picker.value = latest if fresh or current not in ids else current
+        self._latest_run = latest
         self.run_picker.layout.display = None if runs else "none"
 
     def _parent(self, exp: ExperimentRecord) -> ExperimentRecord | None:
@@ -290,6 +306,7 @@ class ExperimentDetail(w.VBox):
         """Delete through the Lab, then hand back to whoever shows this view."""
         self.confirm.children = ()
         self.lab.delete_experiment(self.experiment_id, remove_outputs=remove_outputs)
+        self._ticker.stop()
         self.show_run(None)
         for button in self.buttons.values():
             button.disabled = True

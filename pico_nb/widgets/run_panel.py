@@ -214,8 +214,7 @@ class RunPanel(w.VBox):
         )
         self.stop_button.disabled = not run.active
         self.links.value = (
-            f'<a class="pico-button" href="{esc(download_url(run.id))}" download '
-            f'target="_blank">Download log</a> '
+            f'<a class="pico-button" href="{esc(download_url(run.id))}" download>Download log</a> '
             f'<button class="pico-button" onclick="{esc(COPY_JS)}">Copy</button>'
         )
         if not self.stage and run.stage:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from chromium import launch
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from pico_nb.lab import Lab
@@ -37,16 +38,6 @@ def make_experiment(lab: Lab, frames: Path, tmp_path: Path) -> Callable[..., obj
 
 # ------------------------------------------------------------------ browser tests
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "widgets"
 
 
@@ -87,7 +78,7 @@ def served(settings_for: Callable[..., Settings], frames: Path, tmp_path: Path) 
 def browser() -> Iterator[Browser]:
     """The system Chromium, driven by Playwright."""
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = launch(p)
         yield chromium
         chromium.close()
 

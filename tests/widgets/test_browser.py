@@ -95,6 +95,10 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
     expect(page.locator(".pico-figure img")).to_be_visible()
     expect(page.locator(".pico-results")).to_contain_text("neurons found")
     screenshot("04-detail-results")
+    with page.expect_download() as download:
+        page.get_by_text("Download log").click()
+    log = Path(download.value.path()).read_text()
+    assert "fake pipeline pid" in log and "finished: completed" in log
     page.set_viewport_size({"width": 800, "height": 900})
     screenshot("05-detail-800px")
     page.set_viewport_size({"width": 1280, "height": 800})

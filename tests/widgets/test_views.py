@@ -158,3 +158,16 @@ def test_resources_degrade_without_gpus(lab: Lab) -> None:
         assert "running of <b>1</b> slots" in view.queue.value
     finally:
         view.close()
+
+
+def test_detail_follows_a_run_started_elsewhere(lab: Lab, make_experiment) -> None:
+    exp = make_experiment("elsewhere", lines=2)
+    view = ExperimentDetail(exp.id, lab, refresh_seconds=0.2)
+    try:
+        assert view.panel is None
+        run = lab.run_experiment(exp.id)  # as the CLI or another tab would
+        until(lambda: view.panel is not None and view.panel.run_id == run.id)
+        until(lambda: view.panel.status == "completed")
+        until(lambda: "line 1" in view.panel.log_view.lines)
+    finally:
+        view.close()
