@@ -11,14 +11,16 @@ import sys
 import threading
 import webbrowser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado.ioloop import IOLoop
 from traitlets import default
 from voila.app import Voila
 
-from pico_nb.lab import Lab
-from pico_nb.widgets import server
+from pico_nb.widgets import default_lab, server
+
+if TYPE_CHECKING:
+    from pico_nb.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -34,7 +36,7 @@ class DashboardServer(Voila):
 
     def init_handlers(self) -> list[Any]:
         """The download route first, so Voila's catch-all routes never shadow it."""
-        return [*server.handlers(self.base_url, Lab), *super().init_handlers()]
+        return [*server.handlers(self.base_url, default_lab), *super().init_handlers()]
 
     def start(self) -> None:
         IOLoop.current().add_callback(self._announce)
@@ -66,7 +68,7 @@ def ensure_demo(lab: Lab) -> None:
 def serve(port: int, open_browser: bool, demo: bool = True) -> int:
     """Run the dashboard until interrupted."""
     if demo:
-        ensure_demo(Lab())
+        ensure_demo(default_lab())
     app = DashboardServer()
     app.pico_open_browser = open_browser
     app.initialize(

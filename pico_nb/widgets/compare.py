@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from pico_nb.lab import Lab
 from pico_nb.schemas import ExperimentRecord
+from pico_nb.widgets import default_lab
 from pico_nb.widgets.format import esc, value_text
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
+
+if TYPE_CHECKING:
+    from pico_nb.lab import Lab
 
 MISSING = object()
 FOLDERS = ("input_path", "output_path")
@@ -35,7 +38,7 @@ class CompareView(w.VBox):
     """Pick two or more experiments by id and see only the values that differ."""
 
     def __init__(self, experiment_ids: list[int] | None = None, lab: Lab | None = None) -> None:
-        self.lab = lab or Lab()
+        self.lab = lab or default_lab()
         self.ids = w.Text(
             placeholder="experiment ids, e.g. 3, 7, 12", layout=w.Layout(width="260px")
         )

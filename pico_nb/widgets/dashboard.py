@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from pico_nb.lab import Lab
 from pico_nb.schemas import ExperimentRecord, RunRecord
+from pico_nb.widgets import default_lab
 from pico_nb.widgets.compare import CompareView
 from pico_nb.widgets.detail import ExperimentDetail
 from pico_nb.widgets.experiment_list import ExperimentList
@@ -16,6 +16,9 @@ from pico_nb.widgets.format import esc
 from pico_nb.widgets.resources import ResourcesView
 from pico_nb.widgets.style import MessageBar, guarded, styled, stylesheet
 
+if TYPE_CHECKING:
+    from pico_nb.lab import Lab
+
 PAGES = ("Experiments", "New experiment", "Compare", "Resources")
 
 
@@ -23,7 +26,7 @@ class Dashboard(w.VBox):
     """The analyst's app: list, form, detail, compare and resources behind one header."""
 
     def __init__(self, lab: Lab | None = None) -> None:
-        self.lab = lab or Lab()
+        self.lab = lab or default_lab()
         user = self.lab.user
         admin = ' <span class="pico-badge pico-admin">admin</span>' if user.is_admin else ""
         header = styled(

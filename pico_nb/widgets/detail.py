@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 import traitlets as t
 
-from pico_nb.lab import Lab
 from pico_nb.schemas import ExperimentRecord, RunRecord
+from pico_nb.widgets import default_lab
 from pico_nb.widgets.form import ExperimentForm
 from pico_nb.widgets.format import duration, esc, local_time, value_text
 from pico_nb.widgets.results import ResultsView
 from pico_nb.widgets.run_panel import RunPanel
 from pico_nb.widgets.style import MessageBar, badge, guarded, heading, styled, stylesheet
 from pico_nb.widgets.ticker import Ticker
+
+if TYPE_CHECKING:
+    from pico_nb.lab import Lab
 
 Callback = Callable[[int], None]
 
@@ -80,7 +83,7 @@ class ExperimentDetail(w.VBox):
     def __init__(
         self, experiment_id: int, lab: Lab | None = None, refresh_seconds: float = 3.0
     ) -> None:
-        self.lab = lab or Lab()
+        self.lab = lab or default_lab()
         self._latest_run: int | None = None
         self._lock = threading.RLock()  # the timer and button clicks both refresh
         self._callbacks: dict[str, list[Callback]] = {"edit": [], "clone": [], "deleted": []}

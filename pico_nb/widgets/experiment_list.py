@@ -5,16 +5,19 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 import traitlets as t
 
-from pico_nb.lab import Lab
 from pico_nb.schemas import ExperimentRecord
+from pico_nb.widgets import default_lab
 from pico_nb.widgets.format import duration, esc, local_time
 from pico_nb.widgets.style import MessageBar, badge, guarded, styled, stylesheet
 from pico_nb.widgets.ticker import Ticker
+
+if TYPE_CHECKING:
+    from pico_nb.lab import Lab
 
 STATUSES = ("created", "queued", "running", "completed", "failed", "cancelled")
 SORTS = {"Newest": "created", "Recently changed": "updated", "Name": "name", "Id": "id"}
@@ -71,7 +74,7 @@ class ExperimentList(w.VBox):
     active = t.Bool(True)  # the dashboard turns refreshing off while another view shows
 
     def __init__(self, lab: Lab | None = None, refresh_seconds: float = REFRESH_SECONDS) -> None:
-        self.lab = lab or Lab()
+        self.lab = lab or default_lab()
         self.selected: set[int] = set()
         self._opened: list[Callable[[int], None]] = []
         self._compared: list[Callable[[list[int]], None]] = []

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 import traitlets as t
 
 from pico_nb.errors import ValidationError
-from pico_nb.lab import Lab
 from pico_nb.params import Param
 from pico_nb.schemas import ExperimentRecord, RunRecord
+from pico_nb.widgets import default_lab
 from pico_nb.widgets.format import esc, value_text
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
+
+if TYPE_CHECKING:
+    from pico_nb.lab import Lab
 
 INT_LIMIT = 2**31 - 1  # widgets need a bound; this one never binds a real parameter
 FLOAT_LIMIT = 1e15
@@ -173,7 +176,7 @@ class ExperimentForm(w.VBox):
         clone: bool = False,
         **kwargs: object,
     ) -> None:
-        self.lab = lab or Lab()
+        self.lab = lab or default_lab()
         self.title = heading("New experiment")
         wide = w.Layout(width="min(560px, 100%)")
         self.name = TextField("Name", w.Text(placeholder="e.g. mouse 12, day 3", layout=wide))

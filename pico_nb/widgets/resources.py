@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 import psutil
 import traitlets as t
 
-from pico_nb.lab import Lab
+from pico_nb.widgets import default_lab
 from pico_nb.widgets.format import esc, size
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
 from pico_nb.widgets.ticker import Ticker
+
+if TYPE_CHECKING:
+    from pico_nb.lab import Lab
 
 GPU_QUERY = "index,name,utilization.gpu,memory.used,memory.total"
 
@@ -55,7 +59,7 @@ class ResourcesView(w.VBox):
     active = t.Bool(True)
 
     def __init__(self, lab: Lab | None = None, refresh_seconds: float = 2.0) -> None:
-        self.lab = lab or Lab()
+        self.lab = lab or default_lab()
         self.machine = w.HTML()
         self.gpus = w.HTML()
         self.queue = w.HTML()

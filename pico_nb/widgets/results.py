@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from pico_nb.lab import Lab
 from pico_nb.schemas import Results
+from pico_nb.widgets import default_lab
 from pico_nb.widgets.format import duration, esc, size
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
+
+if TYPE_CHECKING:
+    from pico_nb.lab import Lab
 
 MAX_IMAGES = 12
 MAX_LISTED_FILES = 200
@@ -59,7 +62,7 @@ class ResultsView(w.VBox):
     """A run's outputs: key numbers and a gallery from summary.json, or the list of files."""
 
     def __init__(self, run_id: int, lab: Lab | None = None) -> None:
-        self.lab = lab or Lab()
+        self.lab = lab or default_lab()
         self.run_id = int(run_id)
         self.numbers = w.HTML()
         self.gallery = styled(w.HBox(), "pico-gallery")

@@ -5,15 +5,19 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 import traitlets as t
 
-from pico_nb.lab import Lab
 from pico_nb.schemas import LogLine, RunRecord
+from pico_nb.widgets import default_lab
 from pico_nb.widgets.format import duration, esc, local_time
 from pico_nb.widgets.server import download_url
 from pico_nb.widgets.style import MessageBar, badge, guarded, styled, stylesheet
+
+if TYPE_CHECKING:
+    from pico_nb.lab import Lab
 
 MAX_LINES = 2000
 BLOCK_LINES = 250
@@ -98,7 +102,7 @@ class RunPanel(w.VBox):
 
     def __init__(self, run_id: int, lab: Lab | None = None, **kwargs: object) -> None:
         self._closed = threading.Event()
-        self.lab = lab or Lab()
+        self.lab = lab or default_lab()
         self.header = w.HTML()
         self.stage_label = styled(w.HTML(), "pico-muted")
         self.bar = w.FloatProgress(min=0.0, max=1.0, layout=w.Layout(width="100%"))

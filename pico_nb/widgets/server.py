@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import web
 
 from pico_nb.errors import NotFound, PermissionDenied, PicoError
+from pico_nb.widgets import default_lab
+
+if TYPE_CHECKING:
+    from pico_nb.lab import Lab
 
 LOG_ROUTE = r"/pico-nb/runs/(\d+)/log"
 CHUNK = 1 << 20
@@ -23,7 +28,7 @@ def download_url(run_id: int) -> str:
 class LogDownloadHandler(JupyterHandler):
     """Stream a log through the Lab in 1 MB chunks, so a huge log never sits in memory."""
 
-    def initialize(self, lab_factory: Any) -> None:
+    def initialize(self, lab_factory: Callable[[], Lab]) -> None:
         self.lab_factory = lab_factory
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -57,7 +62,9 @@ class LogDownloadHandler(JupyterHandler):
         self.finish()
 
 
-def handlers(base_url: str, lab_factory: Any) -> list[tuple[str, type, dict[str, Any]]]:
+def handlers(
+    base_url: str, lab_factory: Callable[[], Lab]
+) -> list[tuple[str, type, dict[str, Any]]]:
     """Tornado routes for the log download, for Voila and for a Jupyter server alike."""
     route = base_url.rstrip("/") + LOG_ROUTE
     return [(route, LogDownloadHandler, {"lab_factory": lab_factory})]
@@ -70,7 +77,5 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     """Register the route on a running Jupyter server, with a Lab for the server's user."""
-    from pico_nb.lab import Lab
-
     base = serverapp.web_app.settings.get("base_url", "/")
-    serverapp.web_app.add_handlers(".*$", handlers(base, Lab))
+    serverapp.web_app.add_handlers(".*$", handlers(base, default_lab))
