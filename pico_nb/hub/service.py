@@ -44,6 +44,7 @@ KEEPALIVE_SECONDS = 15.0
 RECONCILE_SECONDS = 5.0
 DOWNLOAD_CHUNK = 1 << 20
 PUBLIC_SETTINGS = (
+    "home",
     "data_roots",
     "max_concurrent_runs",
     "max_runs_per_user",

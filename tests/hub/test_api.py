@@ -209,6 +209,7 @@ def test_remote_lab_matches_lab(hub: Hub, tmp_path: Path) -> None:
     with pytest.raises(PermissionDenied):
         RemoteLab(user="bob", url=hub.service_url(), token=hub.token("alice"))
     assert lab.queue()["slots"] == 4
+    assert lab.settings.max_concurrent_runs == 4 and lab.settings.data_roots == [hub.data]
 
 
 def test_follow_is_live(hub: Hub, tmp_path: Path) -> None:

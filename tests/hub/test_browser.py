@@ -90,3 +90,6 @@ def test_alice_logs_in_runs_and_watches_live(page: Page, hub: Hub, tmp_path: Pat
     expect(page.locator(".pico-run .pico-h3")).to_contain_text("completed", timeout=30_000)
     expect(page.get_by_text(name).first).to_be_visible()  # HTML in a name shows as text
     assert lab.get_run(run.id).status == "completed"
+
+    page.goto(f"{hub.url}/services/pico/")  # a browser session reaches the service by OAuth
+    expect(page.locator("body")).to_contain_text('"username": "alice"')

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from lab_server import Hub
 
 from pico_nb.hub.client import RemoteLab
@@ -15,6 +16,17 @@ from pico_nb.hub.client import RemoteLab
 def server_state(hub: Hub, user: str) -> dict[str, Any]:
     """The user's default server as the hub reports it ({} when stopped)."""
     return hub.hub_api("GET", f"users/{user}").json.get("servers", {}).get("", {})
+
+
+def pico_environment(user: str) -> dict[str, str]:
+    """The PICO_NB_* variables a user's server process sees: no database, no settings."""
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        env = proc.info["environ"] or {}
+        if "jupyterhub.singleuser" in (proc.info["cmdline"] or []) and (
+            env.get("JUPYTERHUB_USER") == user
+        ):
+            return {k: v for k, v in env.items() if k.startswith("PICO_NB_")}
+    raise AssertionError(f"no server process for {user}")
 
 
 def wait_for(condition: Any, timeout: float = 60.0) -> None:
@@ -26,8 +38,10 @@ def wait_for(condition: Any, timeout: float = 60.0) -> None:
 
 
 def test_run_survives_stopping_the_users_server(hub: Hub, experiment: Any, tmp_path: Path) -> None:
-    assert hub.hub_api("POST", "users/alice/server").status in (201, 202)
+    started = hub.hub_api("POST", "users/alice/server")  # she may still have one from a login
+    assert started.status in (201, 202) or b"already running" in started.body, started.body
     wait_for(lambda: server_state(hub, "alice").get("ready"))
+    assert pico_environment("alice") == {"PICO_NB_SERVICE_URL": hub.service_url()}
     gate = tmp_path / "gate"
     exp = experiment("alice", wait_file=str(gate), lines=50)
     lab = RemoteLab(url=hub.service_url(), token=hub.token("alice"))
