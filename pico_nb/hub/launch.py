@@ -8,6 +8,7 @@ import sys
 from dataclasses import fields
 from typing import Any
 
+from pico_nb.errors import PicoError
 from pico_nb.hub.config import HubOptions, configure
 from pico_nb.settings import ENV_PREFIX
 
@@ -28,8 +29,10 @@ FLAGS = {
 def add_commands(sub: Any) -> None:
     """Register `pico-nb hub` on the CLI's subparsers."""
     p = sub.add_parser("hub", help="run the multi-user lab server", description=__doc__)
+    defaults = {f.name: f.default for f in fields(HubOptions)}
     for name, help_text in FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), dest=name, help=help_text)
+        kind = int if isinstance(defaults[name], int) else str
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=help_text)
     p.add_argument("--config", help="an extra JupyterHub config file, applied last")
     p.set_defaults(handler=cmd_hub)
 
@@ -42,7 +45,10 @@ def cmd_hub(args: argparse.Namespace) -> int:
         value = getattr(args, f.name, None)
         if value is not None:
             os.environ["PICO_NB_HUB_" + f.name.upper()] = str(value)
-    from jupyterhub.app import JupyterHub
+    try:
+        from jupyterhub.app import JupyterHub
+    except ImportError:
+        raise PicoError("the lab server needs the hub extra: pip install 'pico-nb[hub]'") from None
     from traitlets.config import Config
 
     config = Config()
