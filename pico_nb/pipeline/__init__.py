@@ -1,1 +1,1 @@
-"""The built-in PICO pipeline: a CPU calcium-imaging pipeline run as `python -m pico_nb.pipeline`."""
+"""The built-in PICO pipeline: CPU calcium imaging, run as `python -m pico_nb.pipeline`."""

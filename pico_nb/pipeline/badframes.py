@@ -12,7 +12,7 @@ _Z_LIMIT = 8.0
 
 
 def thumbnails(frames: np.ndarray) -> np.ndarray:
-    """16×16 block means per frame: enough to see a tear or a dropout, tiny to keep for all frames."""
+    """16×16 block means per frame: enough to see a tear or a dropout, tiny to keep for all."""
     return np.stack(
         [
             cv2.resize(f.astype(np.float32), (THUMB, THUMB), interpolation=cv2.INTER_AREA)
@@ -24,7 +24,7 @@ def thumbnails(frames: np.ndarray) -> np.ndarray:
 def saturation(frames: np.ndarray) -> np.ndarray:
     """Fraction of pixels at the top of the integer range (or at the float maximum) per frame."""
     top = np.iinfo(frames.dtype).max if frames.dtype.kind in "ui" else frames.max()
-    return (frames >= top).mean(axis=(1, 2))
+    return np.count_nonzero(frames >= top, axis=(1, 2)) / np.prod(frames.shape[1:])
 
 
 def _robust_z(values: np.ndarray) -> np.ndarray:

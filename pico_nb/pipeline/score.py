@@ -49,8 +49,9 @@ def _ground_truth(path: Path, shape: tuple[int, int], crop: Sequence[int]) -> di
     masks, centres = [], []
     for c in coords:
         inside = c - (y0, x0)
-        inside = inside[(inside[:, 0] >= 0) & (inside[:, 0] < h)
-                        & (inside[:, 1] >= 0) & (inside[:, 1] < w)]
+        inside = inside[
+            (inside[:, 0] >= 0) & (inside[:, 0] < h) & (inside[:, 1] >= 0) & (inside[:, 1] < w)
+        ]
         if len(inside) == 0:
             continue
         masks.append(inside[:, 0] * w + inside[:, 1])
@@ -96,8 +97,9 @@ def score(out_path: Path, ground_truth: Path) -> dict[str, Any]:
     order = np.argsort(flat, kind="stable")
     bounds = np.searchsorted(flat[order], np.arange(1, count + 2))
     found_masks = [order[bounds[k] : bounds[k + 1]] for k in range(count)]
-    found_centres = np.array([np.stack(np.unravel_index(m, shape)).mean(axis=1)
-                              for m in found_masks]).reshape(-1, 2)
+    found_centres = np.array(
+        [np.stack(np.unravel_index(m, shape)).mean(axis=1) for m in found_masks]
+    ).reshape(-1, 2)
     true_centres = truth["centres"]
 
     distance = np.hypot(*(found_centres[:, None, :] - true_centres[None, :, :]).transpose(2, 0, 1))
@@ -115,7 +117,8 @@ def score(out_path: Path, ground_truth: Path) -> dict[str, Any]:
         "centre": _prf(len(by_centre), count, len(true_centres)),
         "iou": _prf(len(by_iou), count, len(true_centres)),
         "mean_centre_error_px": float(np.mean([distance[r, c] for r, c in by_centre]))
-        if by_centre else None,
+        if by_centre
+        else None,
     }
     bad_found = sorted(int(b) for b in summary.get("bad_frames", []))
     if "traces" in truth and (seg / "dff.npy").exists():
@@ -135,13 +138,16 @@ def score(out_path: Path, ground_truth: Path) -> dict[str, Any]:
         residual -= np.median(residual, axis=0)
         error = np.hypot(residual[:, 0], residual[:, 1])
         result["registration_error_px"] = {
-            "mean": float(error.mean()), "rms": float(np.sqrt((error**2).mean())),
-            "p95": float(np.percentile(error, 95)), "max": float(error.max()),
+            "mean": float(error.mean()),
+            "rms": float(np.sqrt((error**2).mean())),
+            "p95": float(np.percentile(error, 95)),
+            "max": float(error.max()),
         }
     if "bad_frames" in truth:
         true_bad = {int(b) for b in truth["bad_frames"]}
         result["bad_frames"] = {
-            "true": sorted(true_bad), "found": bad_found,
+            "true": sorted(true_bad),
+            "found": bad_found,
             "missed": sorted(true_bad - set(bad_found)),
             "false_alarms": sorted(set(bad_found) - true_bad),
         }
@@ -151,31 +157,41 @@ def score(out_path: Path, ground_truth: Path) -> dict[str, Any]:
 def format_report(d: dict[str, Any]) -> str:
     """The score as a few readable lines."""
     lines = [f"neurons: {d['neurons_found']} found, {d['neurons_true']} in ground truth"]
-    for key, rule in (("centre", f"centre distance < {CENTRE_PX:g} px"),
-                      ("iou", f"IoU > {IOU_MIN:g}")):
+    for key, rule in (
+        ("centre", f"centre distance < {CENTRE_PX:g} px"),
+        ("iou", f"IoU > {IOU_MIN:g}"),
+    ):
         m = d[key]
-        lines.append(f"  by {rule}: matched {m['matched']}, precision {m['precision']:.3f}, "
-                     f"recall {m['recall']:.3f}, F1 {m['f1']:.3f}")
+        lines.append(
+            f"  by {rule}: matched {m['matched']}, precision {m['precision']:.3f}, "
+            f"recall {m['recall']:.3f}, F1 {m['f1']:.3f}"
+        )
     if d.get("mean_centre_error_px") is not None:
         lines.append(f"  mean centre error of matches: {d['mean_centre_error_px']:.2f} px")
     if d.get("trace_correlation_median") is not None:
-        lines.append(f"trace correlation with the true signal (median): "
-                     f"{d['trace_correlation_median']:.3f}")
+        lines.append(
+            f"trace correlation with the true signal (median): {d['trace_correlation_median']:.3f}"
+        )
     if "registration_error_px" in d:
         r = d["registration_error_px"]
-        lines.append(f"registration error: mean {r['mean']:.3f} px, rms {r['rms']:.3f} px, "
-                     f"95th percentile {r['p95']:.3f} px, max {r['max']:.3f} px")
+        lines.append(
+            f"registration error: mean {r['mean']:.3f} px, rms {r['rms']:.3f} px, "
+            f"95th percentile {r['p95']:.3f} px, max {r['max']:.3f} px"
+        )
     if "bad_frames" in d:
         b = d["bad_frames"]
-        lines.append(f"bad frames: {len(b['found'])} found of {len(b['true'])} "
-                     f"(missed {b['missed'] or 'none'}, false alarms {b['false_alarms'] or 'none'})")
+        lines.append(
+            f"bad frames: {len(b['found'])} found of {len(b['true'])} "
+            f"(missed {b['missed'] or 'none'}, false alarms {b['false_alarms'] or 'none'})"
+        )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: python -m pico_nb.pipeline.score OUT_PATH GROUND_TRUTH [--json]."""
-    parser = argparse.ArgumentParser(prog="python -m pico_nb.pipeline.score",
-                                     description=score.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m pico_nb.pipeline.score", description=score.__doc__
+    )
     parser.add_argument("out_path", type=Path, help="output folder of a finished run")
     parser.add_argument("ground_truth", type=Path, help="ground_truth.npz or Neurofinder JSON")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")

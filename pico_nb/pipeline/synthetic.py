@@ -17,13 +17,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import tifffile
 from scipy import signal, sparse
+
+from pico_nb.pipeline.register import _cubic_shift
+from pico_nb.pipeline.store import DiskStack
 
 PAD = 8
 MAX_SHIFT = 5.0
 _CHUNK = 50
-_GAIN = 0.6
+_GAIN = 0.4
 _READ_NOISE = 2.0
 _UNIFORM_TO_UNIT = np.float32(
     np.sqrt(12)
@@ -60,6 +62,17 @@ def _vessels(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
         pts = np.round(np.array(points)).astype(np.int32)
         cv2.polylines(canvas, [pts], False, 1.0, thickness=width, lineType=cv2.LINE_AA)
     return np.clip(cv2.GaussianBlur(canvas, (0, 0), 1.5), 0, 1)
+
+
+def _out_of_focus(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Static texture of blurred cells above and below the focal plane (moves with the tissue)."""
+    h, w = shape
+    field = np.zeros(shape, np.float32)
+    count = h * w // 150
+    ys, xs = rng.integers(0, h, count), rng.integers(0, w, count)
+    np.add.at(field, (ys, xs), rng.uniform(0.5, 1.5, count).astype(np.float32))
+    field = cv2.GaussianBlur(field, (0, 0), 4)
+    return 12 * field / max(float(field.max()), 1e-6)
 
 
 def _place_neurons(
@@ -204,8 +217,7 @@ class _Scene:
         spread = np.empty((h, w), np.float32)
         for i, image in enumerate(light):
             dy, dx = self.shifts[start + i]
-            matrix = np.float32([[1, 0, dx - PAD], [0, 1, dy - PAD]])
-            moved = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR)
+            moved = _cubic_shift(image, dy, dx, "copy")[PAD : PAD + h, PAD : PAD + w]
             moved *= vignette
             np.maximum(moved, 0, out=spread)
             spread *= _GAIN
@@ -223,25 +235,22 @@ class _Scene:
 def _write_movie(scene: _Scene, out: Path, fmt: str, frames: int) -> None:
     """Render in parallel chunks and write frame_N.jpg files and/or one TIFF stack."""
     h, w = scene.size
-    writer = None
+    stack = None
     if fmt in ("tiff", "both"):
-        writer = tifffile.TiffWriter(out / "movie.tif", bigtiff=h * w * frames > 2**31)
+        stack = DiskStack.create(out / "movie.tif", (frames, h, w), np.uint8)
     params = [cv2.IMWRITE_JPEG_QUALITY, 95]
 
-    def job(span: tuple[int, int]) -> np.ndarray:
+    def job(span: tuple[int, int]) -> None:
         chunk = scene.render(*span)
+        if stack is not None:
+            stack.write(span[0], chunk)
         if fmt in ("jpg", "both"):
             for i, frame in enumerate(chunk):
                 cv2.imwrite(str(out / f"frame_{span[0] + i}.jpg"), frame, params)
-        return chunk
 
     spans = [(a, min(frames, a + _CHUNK)) for a in range(0, frames, _CHUNK)]
     with ThreadPoolExecutor(2) as pool:
-        for chunk in pool.map(job, spans):
-            if writer is not None:
-                writer.write(chunk, contiguous=True, photometric="minisblack")
-    if writer is not None:
-        writer.close()
+        list(pool.map(job, spans))
 
 
 def generate(
@@ -269,7 +278,7 @@ def generate(
     brightness = rng.uniform(14, 34, len(cells)).astype(np.float32)
     resting = rng.uniform(3, 8, len(cells)).astype(np.float32)
 
-    tissue = 55 + 45 * _smooth_field(rng, canvas, 60)
+    tissue = 55 + 45 * _smooth_field(rng, canvas, 60) + _out_of_focus(rng, canvas)
     haze = 20 * _smooth_field(rng, canvas, 25)
     neuropil = 10 * _smooth_field(rng, canvas, 8)
     t = np.arange(frames) / fr

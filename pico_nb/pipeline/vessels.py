@@ -20,7 +20,9 @@ def vessel_mask(mean_image: np.ndarray, gsize: int) -> np.ndarray:
         elems = hessian_matrix(image, sigma=sigma, order="rc", use_gaussian_derivatives=False)
         largest = hessian_matrix_eigvals(elems)[0]
         response = np.maximum(response, sigma**2 * np.clip(largest, 0, None))
-    level = np.median(response) + 6 * 1.4826 * np.median(np.abs(response - np.median(response)))
+    centre = np.median(response)
+    spread = 1.4826 * np.median(np.abs(response - centre))
+    level = max(centre + 6 * spread, 0.25 * response.max())
     mask = response > level
     labels, count = ndimage.label(mask)
     if not count:

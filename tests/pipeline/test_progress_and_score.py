@@ -1,0 +1,44 @@
+"""Progress lines as the run monitor parses them, and scoring against Neurofinder JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+from pico_nb.pipeline import score
+from pico_nb.pipeline.progress import Progress, banner
+
+
+def test_progress_lines_and_banner() -> None:
+    stream = io.StringIO()
+    banner("motion correction", stream)
+    with Progress("motion correction", 2000, stream=stream) as bar:
+        bar.done = 840
+        line = bar.line()
+        for _ in range(1000):
+            bar.update(1)
+    text = stream.getvalue()
+    assert text.startswith("=======> motion correction <=======\n")
+    assert re.fullmatch(
+        r"motion correction:  42%\|████▏     \| 840/2000 "
+        r"\[\d\d:\d\d<\d\d:\d\d, [\d.]+frames/s\]",
+        line,
+    )
+    assert text.endswith("2000/2000" + text.split("2000/2000")[-1]) and text.endswith("\n")
+    assert text.count("\r") < 20
+    assert text.count("100%") == 1
+
+
+def test_score_with_neurofinder_json(demo_run: tuple[Path, str], tmp_path: Path) -> None:
+    out, _ = demo_run
+    rois = json.loads((out / "seg_results_thresh_pmap_1" / "rois.json").read_text())
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps([{"coordinates": r["coordinates"]} for r in rois[:-1]]))
+    result = score.score(out, truth)
+    assert result["centre"]["recall"] == 1.0
+    assert result["iou"]["matched"] == len(rois) - 1
+    assert "registration_error_px" not in result
+    assert "F1" in score.format_report(result)
+    assert score.main([str(out), str(tmp_path / "absent.json")]) == 2
