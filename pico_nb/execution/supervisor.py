@@ -9,12 +9,14 @@ stack, so a run starts in tens of milliseconds rather than after a second of imp
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +27,8 @@ if TYPE_CHECKING:
     from pico_nb.db import Database
     from pico_nb.settings import Settings
 
-READ_SIZE = 1 << 16
+READ_SIZE = 1 << 20
+PIPE_SIZE = 1 << 20  # a roomy pipe: a chatty pipeline rarely waits for the log writer
 PROGRESS_INTERVAL = 1.0
 _PRIVATE_ENV = ("PICO_NB_SUPERVISOR_SETTINGS", "PICO_NB_SUPERVISOR_PLAN")
 
@@ -73,11 +76,30 @@ def start_pipeline(plan: dict[str, Any]) -> tuple[subprocess.Popen[bytes], LogWr
             cwd=plan["output_path"],
             env=env,
         )
+        with contextlib.suppress(OSError):  # Linux only; the default 64 KiB works too
+            fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)  # type: ignore
     except OSError as exc:
         writer.feed(f"# could not start: {exc}\n".encode())
         writer.close()
         raise
     return proc, writer
+
+
+def copy_output(proc: subprocess.Popen[bytes], writer: LogWriter) -> None:
+    """Copy the pipeline's output to the log from the first byte, on a thread of its own."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            if not selector.select(timeout=0.5):
+                writer.tick()  # a quiet pipe: let a held progress state reach the file
+                continue
+            data = os.read(fd, READ_SIZE)
+            if not data:
+                break
+            writer.feed(data)
+    proc.stdout.close()
 
 
 class Supervisor:
@@ -130,26 +152,15 @@ class Supervisor:
             self.killed_after = self.settings.stop_grace_seconds
             local.signal_group(proc.pid, signal.SIGKILL)
 
-    def supervise(self, proc: subprocess.Popen[bytes], writer: LogWriter) -> int:
-        """Copy output to the log until the pipeline ends, heartbeating on the way."""
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        selector = selectors.DefaultSelector()
-        selector.register(fd, selectors.EVENT_READ)
+    def supervise(
+        self, proc: subprocess.Popen[bytes], writer: LogWriter, pump: threading.Thread
+    ) -> int:
+        """Heartbeat, report progress and enforce stops until the pipeline ends and is logged."""
         last_beat = last_progress = 0.0
         seen_progress = None
-        open_pipe = True
-        while open_pipe or proc.poll() is None:
-            if open_pipe and selector.select(timeout=0.2):
-                data = os.read(fd, READ_SIZE)
-                if data:
-                    writer.feed(data)
-                else:
-                    open_pipe = False
-                    selector.unregister(fd)
-            elif open_pipe:
-                writer.tick()
-            else:  # the pipeline closed its output but has not exited yet
+        while pump.is_alive() or proc.poll() is None:
+            pump.join(timeout=0.2)
+            if not pump.is_alive():  # output closed; the pipeline may still be exiting
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=0.2)
             now = time.monotonic()
@@ -162,8 +173,6 @@ class Supervisor:
                 self._report(writer)
                 last_beat = last_progress = now
             self._enforce_stop(proc)
-        selector.close()
-        proc.stdout.close()
         return proc.wait()
 
     def conclude(self, returncode: int, writer: LogWriter) -> None:
@@ -208,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         started: tuple[subprocess.Popen[bytes], LogWriter] | OSError = start_pipeline(plan)
     except OSError as exc:
         started = exc
+    else:  # copy output from the first byte while the database stack loads
+        pump = threading.Thread(target=copy_output, args=started, daemon=True)
+        pump.start()
     from pico_nb.db import open_database
     from pico_nb.execution import local
 
@@ -219,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     proc, writer = started
     supervisor._record_start(proc)
-    returncode = supervisor.supervise(proc, writer)
+    returncode = supervisor.supervise(proc, writer, pump)
     local.signal_group(proc.pid, signal.SIGKILL)  # leftovers of the pipeline die with it
     supervisor.conclude(returncode, writer)
     return 0
