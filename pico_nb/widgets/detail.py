@@ -273,6 +273,7 @@ class ExperimentDetail(w.VBox):
         self.messages.info(f"stop requested for run {exp.last_run.number}")
         self.refresh()
 
+    @guarded
     def _open_form(self, clone: bool) -> None:
         """Hand over to the dashboard's form, or edit inline when used alone."""
         key = "clone" if clone else "edit"

@@ -16,6 +16,7 @@ from pico_nb.widgets.detail import ExperimentDetail
 from pico_nb.widgets.experiment_list import ExperimentList
 from pico_nb.widgets.resources import ResourcesView
 from pico_nb.widgets.results import ResultsView
+from pico_nb.widgets.run_panel import BLOCK_LINES, MAX_LINES, RunPanel
 
 
 def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -95,6 +96,8 @@ def test_detail_runs_stops_and_shows_history(lab: Lab, make_experiment, tmp_path
         view.buttons["Run"].click()
         until(lambda: view.panel is not None and "waiting" in view.panel.log_view.lines)
         assert view.buttons["Run"].disabled and not view.buttons["Stop"].disabled
+        # A stop sent before the supervisor has reported once can kill it (a core race, reported).
+        until(lambda: lab.get_run(view.panel.run_id).pid is not None)
         view.buttons["Stop"].click()
         until(lambda: view.panel.status == "cancelled")
         until(lambda: "cancelled" in view.history.value)
@@ -171,3 +174,36 @@ def test_detail_follows_a_run_started_elsewhere(lab: Lab, make_experiment) -> No
         until(lambda: "line 1" in view.panel.log_view.lines)
     finally:
         view.close()
+
+
+def test_run_panel_keeps_a_bounded_tail(lab: Lab, make_experiment) -> None:
+    exp = make_experiment("flood", flood=6000)
+    run = lab.run_experiment(exp.id)
+    panel = RunPanel(run.id, lab)
+    try:
+        until(lambda: panel.status == "completed" and not panel.following)
+        lines = panel.log_view.lines
+        assert len(lines) <= MAX_LINES and "finished" in lines
+        assert "flood 5999" in lines and "flood 0" not in lines
+        assert len(panel.log_view._inner.children) <= MAX_LINES // BLOCK_LINES
+    finally:
+        panel.close()
+    again = RunPanel(run.id, lab)  # attaching later replays the finished run
+    until(lambda: not again.following)
+    assert again.log_view.lines[-1000:] == lines[-1000:]
+    again.close()
+
+
+def test_admin_scopes(settings_for, make_experiment, lab: Lab) -> None:
+    make_experiment("alice's")
+    Lab.operator(user="root", settings=settings_for("")).add_user("boss", None, is_admin=True)
+    boss = Lab(user="boss", settings=settings_for(""))
+    view = ExperimentList(boss, refresh_seconds=60)
+    try:
+        assert [v for _, v in view.scope.options] == ["mine", "shared", "all"]
+        assert view.total == 1
+        view.scope.value = "mine"
+        assert view.total == 0 and "No experiments" in view.empty.value
+    finally:
+        view.close()
+    assert [v for _, v in ExperimentList(lab, 60).scope.options][-1] == "visible"
