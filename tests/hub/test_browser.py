@@ -9,21 +9,12 @@ from pathlib import Path
 import pytest
 from lab_server import PASSWORDS, Hub
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from widgets.chromium import launch  # the project's one way to start Chromium
 
 from pico_nb.hub.client import RemoteLab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "hub"
 
 
@@ -31,7 +22,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "hub"
 def browser() -> Iterator[Browser]:
     """The system Chromium, driven by Playwright."""
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = launch(p)
         yield chromium
         chromium.close()
 
