@@ -84,6 +84,7 @@ CSS = """
 @media (max-width: 900px) {
   .pico-header { padding: 8px 10px; }
   .pico-figure { width: 100%; }
+  .pico-form .widget-vbox > .pico-field-error { margin-left: 0; }
 }
 """
 

@@ -98,7 +98,9 @@ FAILED = pytest.StashKey[bool]()
 @pytest.fixture
 def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     """A fresh tab at the app's reference size; a failing test leaves a screenshot."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 800}, permissions=["clipboard-read", "clipboard-write"]
+    )
     tab = context.new_page()
     tab.set_default_timeout(30_000)
     yield tab

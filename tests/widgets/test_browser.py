@@ -66,6 +66,9 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
     expect(page.locator(".pico-msg-error")).to_contain_text("Not saved")
     assert served.lab.count_experiments() == 0
     screenshot("02-form-error")
+    page.set_viewport_size({"width": 800, "height": 800})
+    screenshot("02-form-800px")
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     field(page, "Output folder").fill(str(out))
     page.get_by_role("button", name="Save & Run").click()
@@ -99,6 +102,9 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
         page.get_by_text("Download log").click()
     log = Path(download.value.path()).read_text()
     assert "fake pipeline pid" in log and "finished: completed" in log
+    button(page, "Copy").click()
+    expect(button(page, "Copied")).to_be_visible()
+    assert "finished" in page.evaluate("navigator.clipboard.readText()")
     page.set_viewport_size({"width": 800, "height": 900})
     screenshot("05-detail-800px")
     page.set_viewport_size({"width": 1280, "height": 800})
