@@ -22,6 +22,7 @@ HUB_ENV_PREFIX = ENV_PREFIX + "HUB_"
 DASHBOARD = "dashboard.ipynb"
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
+PROXY_TIMEOUT_MS = 3_600_000
 LOG_EXTENSION = "pico_nb.widgets.server"
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
@@ -104,7 +105,12 @@ def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
     proxy = shutil.which(
         "configurable-http-proxy", path=f"{bindir}{os.pathsep}{os.environ['PATH']}"
     )
-    c.ConfigurableHTTPProxy.command = [proxy or "configurable-http-proxy"]
+    # The Python proxy buffers each response and gives up after 20 s by default, which cuts the
+    # hub's spawn-progress stream while a slow server starts; allow an hour (node's takes it too).
+    c.ConfigurableHTTPProxy.command = [
+        proxy or "configurable-http-proxy",
+        f"--proxy-timeout={PROXY_TIMEOUT_MS}",
+    ]
 
     c.JupyterHub.authenticator_class = "pico_nb.hub.auth.PicoAuthenticator"
 
