@@ -24,7 +24,11 @@ def thumbnails(frames: np.ndarray) -> np.ndarray:
 def saturation(frames: np.ndarray) -> np.ndarray:
     """Fraction of pixels at the top of the integer range (or at the float maximum) per frame."""
     top = np.iinfo(frames.dtype).max if frames.dtype.kind in "ui" else frames.max()
-    return np.count_nonzero(frames >= top, axis=(1, 2)) / np.prod(frames.shape[1:])
+    flat = frames.reshape(len(frames), -1)
+    out = np.zeros(len(frames))
+    for i in np.flatnonzero(flat.max(axis=1) >= top):
+        out[i] = np.count_nonzero(flat[i] >= top) / flat.shape[1]
+    return out
 
 
 def _robust_z(values: np.ndarray) -> np.ndarray:

@@ -76,13 +76,15 @@ class Run:
     params: dict[str, Any]
     source: Source | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def stage(self, name: str, work: Callable[[Run], None]) -> None:
-        """Announce, run and time one stage."""
+        """Announce, run and time one stage (wall clock, and CPU time of all threads)."""
         banner(name)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         work(self)
         self.seconds[name] = round(time.perf_counter() - start, 3)
+        self.cpu_seconds[name] = round(time.process_time() - cpu, 3)
 
     def chunk(self, key: str = "mc_chunk_size") -> int:
         """Frames per chunk: the flag's value, capped by the float32 memory budget."""

@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 from scipy import io as sio
+from scipy import ndimage
 
 _COLOURS = [
     (230, 159, 0),
@@ -36,7 +37,15 @@ def save_png(path: Path, image: np.ndarray) -> None:
     """PNG of any 2-D array (stretched) or 8-bit colour image."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = image if image.dtype == np.uint8 else to_uint8(image)
-    cv2.imwrite(str(path), pixels)
+    cv2.imwrite(str(path), pixels, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+
+
+def label_pixels(labels: np.ndarray) -> list[np.ndarray]:
+    """Flat pixel indices of each neuron 1..N in a label image, in one sort."""
+    flat = labels.ravel()
+    order = np.argsort(flat, kind="stable")
+    bounds = np.searchsorted(flat[order], np.arange(1, int(labels.max()) + 2))
+    return [order[bounds[k] : bounds[k + 1]] for k in range(len(bounds) - 1)]
 
 
 def outlines(background: np.ndarray, labels: np.ndarray, numbers: bool = True) -> np.ndarray:
@@ -45,11 +54,16 @@ def outlines(background: np.ndarray, labels: np.ndarray, numbers: bool = True) -
     scale = max(1, round(512 / max(labels.shape)))
     if scale > 1:
         canvas = cv2.resize(canvas, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    for k in range(1, int(labels.max()) + 1):
-        mask = (labels == k).astype(np.uint8)
+    for k, box in enumerate(ndimage.find_objects(labels), 1):
+        if box is None:
+            continue
+        mask = np.pad((labels[box] == k).astype(np.uint8), 1)
         if scale > 1:
             mask = cv2.resize(mask, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        offset = ((box[1].start - 1) * scale, (box[0].start - 1) * scale)
+        contours, _ = cv2.findContours(
+            mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE, offset=offset
+        )
         colour = _COLOURS[(k - 1) % len(_COLOURS)]
         cv2.drawContours(canvas, contours, -1, colour, 1)
         if numbers and contours:
@@ -130,22 +144,22 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: float, quality: i
 
 def write_mat(path: Path, data: dict[str, Any]) -> None:
     """A MATLAB .mat file as the original pipeline writes."""
-    sio.savemat(str(path), data, do_compression=True)
+    sio.savemat(str(path), data)
 
 
 def neurofinder_rois(labels: np.ndarray) -> list[dict[str, Any]]:
     """Regions in the Neurofinder JSON format: [{"id", "coordinates": [[row, col], ...]}]."""
-    out = []
-    for k in range(1, int(labels.max()) + 1):
-        rows, cols = np.nonzero(labels == k)
-        out.append({"id": k, "coordinates": np.stack([rows, cols], axis=1).tolist()})
-    return out
+    width = labels.shape[1]
+    return [
+        {"id": k, "coordinates": np.stack(np.divmod(pixels, width), axis=1).tolist()}
+        for k, pixels in enumerate(label_pixels(labels), 1)
+    ]
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any, indent: int | None = 2) -> None:
     """Write JSON atomically, so a reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2), "utf-8")
+    tmp.write_text(json.dumps(data, indent=indent), "utf-8")
     os.replace(tmp, path)
 
 

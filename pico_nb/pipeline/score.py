@@ -18,6 +18,7 @@ from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
 from pico_nb.errors import ValidationError
+from pico_nb.pipeline.outputs import label_pixels
 
 CENTRE_PX = 4.0
 IOU_MIN = 0.5
@@ -93,10 +94,7 @@ def score(out_path: Path, ground_truth: Path) -> dict[str, Any]:
     truth = _ground_truth(ground_truth, shape, summary["params"]["crop_parameter"])
 
     count = int(labels.max())
-    flat = labels.ravel()
-    order = np.argsort(flat, kind="stable")
-    bounds = np.searchsorted(flat[order], np.arange(1, count + 2))
-    found_masks = [order[bounds[k] : bounds[k + 1]] for k in range(count)]
+    found_masks = label_pixels(labels)
     found_centres = np.array(
         [np.stack(np.unravel_index(m, shape)).mean(axis=1) for m in found_masks]
     ).reshape(-1, 2)

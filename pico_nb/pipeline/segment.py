@@ -10,7 +10,7 @@ thresh_COM (neighbouring tiles).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 
 import cv2
@@ -29,10 +29,16 @@ class Candidate:
     cols: np.ndarray
     score: float
     tile: int
+    centre: np.ndarray = field(init=False)
 
-    @property
-    def centre(self) -> np.ndarray:
-        return np.array([self.rows.mean(), self.cols.mean()])
+    def __post_init__(self) -> None:
+        self.centre = np.array([self.rows.mean(), self.cols.mean()])
+
+    def absorb(self, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Merge another region into this neuron."""
+        self.rows = np.concatenate([self.rows, rows])
+        self.cols = np.concatenate([self.cols, cols])
+        self.__post_init__()
 
     @property
     def area(self) -> int:
@@ -81,20 +87,41 @@ def normalise(movie: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unit-norm detrended traces, and the peak-to-noise image.
 
     A slight spatial smoothing (σ 0.7 px) averages shot noise without merging neighbours;
-    noise is measured from bin-to-bin differences, so a neuron's own transients do not
-    inflate it, and the peak is taken after averaging two bins.
+    noise is the mean absolute bin-to-bin difference (√π/2 of it is σ for Gaussian noise),
+    which a neuron's slow transients barely inflate; the peak is taken over pairs of bins.
     """
     data = np.asarray(movie, np.float32)
-    window = min(_DETREND_BINS, len(data))
-    data = data - ndimage.uniform_filter1d(data, window, axis=0, mode="nearest")
+    data -= _slow_trend(data, _DETREND_BINS // 2)
     for i in range(len(data)):
         data[i] = cv2.GaussianBlur(data[i], (0, 0), 0.7)
-    noise = 1.4826 * np.median(np.abs(np.diff(data, axis=0)), axis=0) / np.sqrt(2)
-    peak = ndimage.uniform_filter1d(data, 2, axis=0).max(axis=0) - np.median(data, axis=0)
+    steps = np.zeros(data.shape[1:], np.float32)
+    peak = np.full(data.shape[1:], -np.inf, np.float32)
+    for i in range(1, len(data)):
+        steps += np.abs(data[i] - data[i - 1])
+        np.maximum(peak, 0.5 * (data[i] + data[i - 1]), out=peak)
+    noise = steps / max(1, len(data) - 1) * np.sqrt(np.pi) / 2
     pnr = peak / (noise + 1e-6)
     data -= data.mean(axis=0)
     data /= np.sqrt((data**2).sum(axis=0)) + 1e-9
     return data, pnr
+
+
+def _slow_trend(data: np.ndarray, block: int) -> np.ndarray:
+    """Per-pixel slow drift: means of blocks of frames, linearly interpolated in between."""
+    n = len(data)
+    block = max(1, min(block, n))
+    starts = np.arange(0, n, block)
+    means = np.stack([data[s : s + block].mean(axis=0) for s in starts])
+    centres = starts + (np.minimum(starts + block, n) - starts - 1) / 2
+    trend = np.empty_like(data)
+    for t in range(n):
+        k = int(np.clip(np.searchsorted(centres, t) - 1, 0, max(0, len(centres) - 2)))
+        if len(centres) == 1:
+            trend[t] = means[0]
+            continue
+        a = float(np.clip((t - centres[k]) / (centres[k + 1] - centres[k]), 0, 1))
+        trend[t] = (1 - a) * means[k] + a * means[k + 1]
+    return trend
 
 
 def local_correlation(z: np.ndarray) -> np.ndarray:
@@ -203,11 +230,7 @@ def segment_tile(
         taken[rows, cols] = True
         rows, cols = rows + offset[0], cols + offset[1]
         if near:
-            keep = near[0]
-            keep.rows, keep.cols = (
-                np.concatenate([keep.rows, rows]),
-                np.concatenate([keep.cols, cols]),
-            )
+            near[0].absorb(rows, cols)
             continue
         found.append(Candidate(rows, cols, score, tile))
     return [c for c in found if c.area >= p.min_area and _solidity(c.rows, c.cols) >= 0.6]

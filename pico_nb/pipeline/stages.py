@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import cv2
@@ -14,6 +15,7 @@ from pico_nb.pipeline import background, badframes, outputs, segment, traces, ve
 from pico_nb.pipeline.frames import Corrected, Registered
 from pico_nb.pipeline.layout import Run, read_info
 from pico_nb.pipeline.load import FrameReader, check_crop
+from pico_nb.pipeline.parallel import prefetch, split_map
 from pico_nb.pipeline.progress import Progress
 from pico_nb.pipeline.register import (
     PatchGrid,
@@ -23,14 +25,22 @@ from pico_nb.pipeline.register import (
     shrink,
     warp_frames,
 )
-from pico_nb.pipeline.store import DiskStack, chunk_ranges, frames_per_chunk
+from pico_nb.pipeline.store import DiskStack, frames_per_chunk
 
-TEMPLATE_SAMPLE = 300
-TEMPLATE_ROUNDS = 3
+TEMPLATE_SAMPLE = 200
+TEMPLATE_ROUNDS = 2
 TRACE_PAGE = 10
 
 
 # ------------------------------------------------------------------ loading and repair
+
+
+def _frame_sum(frames: np.ndarray) -> np.ndarray:
+    """Sum over frames in float32, frame by frame (fast for uint8; NaN borders count as 0)."""
+    total = np.zeros(frames.shape[1:], np.float32)
+    for frame in frames:
+        total += np.nan_to_num(frame) if frame.dtype.kind == "f" else frame
+    return total
 
 
 def load(run: Run) -> None:
@@ -45,14 +55,17 @@ def load(run: Run) -> None:
     reader = FrameReader(source)
     thumbs = np.empty((n, badframes.THUMB, badframes.THUMB), np.float32)
     saturated = np.empty(n, np.float32)
+    total = np.zeros(shape, np.float64)
     step = frames_per_chunk(source.frame_shape, run.params["mc_chunk_size"])
     with Progress("loading", n) as bar:
-        for start, stop in chunk_ranges(n, min(step, 200)):
-            frames = reader.read(start, stop)[:, rows, cols]
+        for start, stop, frames in prefetch(reader.read, n, min(step, 200)):
+            frames = frames[:, rows, cols]
             stack.write(start, frames)
             thumbs[start:stop] = badframes.thumbnails(frames)
             saturated[start:stop] = badframes.saturation(frames)
+            total += _frame_sum(frames)
             bar.update(stop - start)
+    np.save(pre / "frame_sum.npy", total)
     np.save(pre / "thumbnails.npy", thumbs)
     np.save(pre / "saturation.npy", saturated)
     info = {
@@ -79,10 +92,15 @@ def repair(run: Run) -> None:
             "data_path", "every frame looks corrupted (black, torn or saturated)"
         )
     stack = DiskStack.open(pre / "movie.npy")
+    total = np.load(pre / "frame_sum.npy")
     with Progress("bad frame detection", len(bad) or 1) as bar:
         for index, good in nearest.items():
+            total -= stack.read(index, index + 1)[0]
             stack.write(index, stack.read(good, good + 1))
             bar.update()
+    mean = (total / max(1, info["frames"] - len(nearest))).astype(np.float32)
+    np.save(pre / "mean.npy", mean)
+    outputs.save_png(pre / "mean.png", mean)
     outputs.write_csv(
         pre / "bad_frames.csv",
         ["frame", "replaced_by"],
@@ -98,19 +116,10 @@ def repair(run: Run) -> None:
 
 
 def flatten(run: Run) -> None:
-    """Compute the flat-field gain from a heavily smoothed mean image (when asked)."""
+    """Flat-field gain from a heavily smoothed mean image (when asked); crop was applied
+    while loading."""
     pre = run.layout.preprocess
-    info = read_info(pre)
-    stack = DiskStack.open(pre / "movie.npy")
-    good = _good_mask(info)
-    total = np.zeros(stack.shape[1:], np.float64)
-    with Progress("mean image", len(stack)) as bar:
-        for start, stop in stack.chunks(run.chunk()):
-            total += stack.read(start, stop)[good[start:stop]].sum(axis=0, dtype=np.float64)
-            bar.update(stop - start)
-    mean = (total / max(1, good.sum())).astype(np.float32)
-    np.save(pre / "mean.npy", mean)
-    outputs.save_png(pre / "mean.png", mean)
+    mean = np.load(pre / "mean.npy")
     gain_file = pre / "flatfield_gain.npy"
     gain_file.unlink(missing_ok=True)
     if run.params["intensity_corr_flag"]:
@@ -151,14 +160,6 @@ def _template(run: Run, corrected: Corrected, rigid: Rigid, good: np.ndarray) ->
     return template
 
 
-def _frame_sum(frames: np.ndarray) -> np.ndarray:
-    """Sum over frames in float32, frame by frame (fast for uint8; NaN borders count as 0)."""
-    total = np.zeros(frames.shape[1:], np.float32)
-    for frame in frames:
-        total += np.nan_to_num(frame) if frame.dtype.kind == "f" else frame
-    return total
-
-
 def motion_correct(run: Run) -> None:
     """Register every frame to the template; keep shifts, reference and (optionally) the movie."""
     p, mc = run.params, run.layout.mc
@@ -180,22 +181,27 @@ def motion_correct(run: Run) -> None:
     shifts = np.zeros((n, 2), np.float32)
     patch_shifts = []
     total = np.zeros(shape, np.float64)
+
+    def register_part(frames: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, ...]:
+        small = shrink(frames, rigid.scale)
+        found = rigid.estimate_small(small)
+        if piecewise is None:
+            moved = shift_frames(frames, found, p["border_nan"], p["shifts_opencv"])
+            return found, None, moved, _frame_sum(moved[keep])
+        field_ = piecewise.estimate_small(small, found)
+        moved = warp_frames(frames, field_, p["border_nan"])
+        return found, field_, moved, _frame_sum(moved[keep])
+
     with Progress("motion correction", n) as bar:
-        for start, stop in chunk_ranges(n, run.chunk()):
-            frames = corrected.read(start, stop)
-            small = shrink(frames, rigid.scale)
-            shifts[start:stop] = rigid.estimate_small(small)
+        for start, stop, frames in prefetch(corrected.read, n, run.chunk()):
+            parts = split_map(register_part, frames, good[start:stop])
+            shifts[start:stop] = np.concatenate([part[0] for part in parts])
             if piecewise is not None:
-                field_ = piecewise.estimate_small(small, shifts[start:stop])
-                patch_shifts.append(field_)
-                moved = warp_frames(frames, field_, p["border_nan"])
-            else:
-                moved = shift_frames(
-                    frames, shifts[start:stop], p["border_nan"], p["shifts_opencv"]
-                )
+                patch_shifts += [part[1] for part in parts]
+            moved = np.concatenate([part[2] for part in parts])
             if saved is not None:
                 saved.write(start, moved)
-            total += _frame_sum(moved[good[start:stop]])
+            total += sum(part[3] for part in parts)
             bar.update(stop - start)
     reference = (total / max(1, good.sum())).astype(np.float32)
     np.save(mc / "reference.npy", reference)
@@ -253,11 +259,14 @@ def remove_background(run: Run) -> None:
     binned = DiskStack.create(rmbg / "binned.npy", (n_bins, *shape), np.float16)
     step = max(size, run.chunk("rmbg_chunk_size") // size * size)
     peak = np.full(shape, -np.inf, np.float32)
+    gsize, up_sample = p["rmbg_gsize"], p["up_sample"]
+
+    def clean_part(means: np.ndarray) -> np.ndarray:
+        return background.remove_background(means, gsize, up_sample)
+
     with Progress("background removal", n) as bar:
-        for start, stop in chunk_ranges(n, step):
-            frames = registered.read(start, stop)
-            means = _bin_means(frames, size)
-            clean = background.remove_background(means, p["rmbg_gsize"], p["up_sample"])
+        for start, stop, frames in prefetch(registered.read, n, step):
+            clean = np.concatenate(split_map(clean_part, _bin_means(frames, size)))
             binned.write(start // size, clean)
             np.maximum(peak, clean.max(axis=0), out=peak)
             bar.update(stop - start)
@@ -370,9 +379,9 @@ def extract_traces(run: Run) -> None:
     raw = np.zeros((cells.shape[0], n), np.float32)
     neuropil = np.zeros_like(raw)
     with Progress("traces", n) as bar:
-        for start, stop in chunk_ranges(n, run.chunk()):
-            frames = registered.read(start, stop).reshape(stop - start, -1)
-            pixels = np.take(frames, used, axis=1).T.astype(np.float32, order="C")
+        for start, stop, frames in prefetch(registered.read, n, run.chunk()):
+            pixels = np.take(frames.reshape(stop - start, -1), used, axis=1)
+            pixels = pixels.T.astype(np.float32, order="C")
             raw[:, start:stop] = cells @ pixels
             neuropil[:, start:stop] = ring @ pixels
             bar.update(stop - start)
@@ -417,8 +426,9 @@ def write_outputs(run: Run) -> None:
     mean = np.load(layout.mc / "reference.npy")
     corr = np.load(seg / "correlation_image.npy")
     count = int(labels.max())
-    centres = np.array([np.argwhere(labels == k).mean(axis=0) for k in range(1, count + 1)])
-    centres = centres.reshape(-1, 2)
+    width = labels.shape[1]
+    pixels = outputs.label_pixels(labels)
+    centres = np.array([[(p // width).mean(), (p % width).mean()] for p in pixels]).reshape(-1, 2)
     pages = -(-count // TRACE_PAGE)
     with Progress("outputs", pages + 4, unit="files") as bar:
         overlay = outputs.outlines(mean, labels)
@@ -476,7 +486,7 @@ def write_outputs(run: Run) -> None:
             },
         )
         outputs.write_mat(seg / "cm.mat", {"cm": one_based})
-        outputs.write_json(seg / "rois.json", outputs.neurofinder_rois(labels))
+        outputs.write_json(seg / "rois.json", outputs.neurofinder_rois(labels), indent=None)
         np.save(seg / "centres.npy", centres)
         bar.update()
         if p["save_movie"]:
@@ -499,25 +509,27 @@ def _videos(run: Run) -> None:
         return np.clip(255 * (frames - low) / max(high - low, 1e-9), 0, 255).astype(np.uint8)
 
     fps = max(1.0, p["fr"] * p["downsample_ratio"] * 4)
-    outputs.write_video(
-        layout.mc / "mc.avi",
-        (scaled(registered.read(i, i + 1)[0], lo, hi) for i in picks),
-        fps,
-        p["avi_quality"],
-    )
     binned = DiskStack.open(layout.rmbg / "binned.npy")
     peak = np.load(layout.rmbg / "max_projection.npy")
     top = float(np.percentile(peak, 99.5))
     bin_step = max(1, round(len(binned) * step / max(n, 1)))
-    outputs.write_video(
-        layout.rmbg / "rmbg.avi",
+    movies = [
+        (layout.mc / "mc.avi", (scaled(registered.read(i, i + 1)[0], lo, hi) for i in picks)),
         (
-            scaled(binned.read(i, i + 1)[0].astype(np.float32), 0, top)
-            for i in range(0, len(binned), bin_step)
+            layout.rmbg / "rmbg.avi",
+            (
+                scaled(binned.read(i, i + 1)[0].astype(np.float32), 0, top)
+                for i in range(0, len(binned), bin_step)
+            ),
         ),
-        fps,
-        p["avi_quality"],
-    )
+    ]
+    with ThreadPoolExecutor(len(movies)) as pool:
+        jobs = [
+            pool.submit(outputs.write_video, path, frames, fps, p["avi_quality"])
+            for path, frames in movies
+        ]
+        for job in jobs:
+            job.result()
 
 
 def write_summary(run: Run, started: float) -> None:
@@ -543,6 +555,7 @@ def write_summary(run: Run, started: float) -> None:
         "bad_frames": pre["bad_frames"],
         "neurons": int(labels.max()),
         "stage_seconds": run.seconds,
+        "stage_cpu_seconds": run.cpu_seconds,
         "total_seconds": round(time.perf_counter() - started, 3),
         "result_dir": seg_name,
         "files": {

@@ -121,7 +121,7 @@ def chunk_ranges(total: int, size: int) -> Iterator[tuple[int, int]]:
         yield start, min(total, start + size)
 
 
-def frames_per_chunk(frame_shape: tuple[int, ...], requested: int, budget_mb: int = 192) -> int:
+def frames_per_chunk(frame_shape: tuple[int, ...], requested: int, budget_mb: int = 24) -> int:
     """The requested chunk, capped so one float32 chunk stays within the memory budget."""
     per_frame = int(np.prod(frame_shape)) * 4
     return max(1, min(int(requested), budget_mb * 2**20 // per_frame))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from skimage.feature import hessian_matrix, hessian_matrix_eigvals
 
 
 def vessel_mask(mean_image: np.ndarray, gsize: int) -> np.ndarray:
@@ -17,8 +16,11 @@ def vessel_mask(mean_image: np.ndarray, gsize: int) -> np.ndarray:
     image = (image - image.mean()) / (image.std() + 1e-9)
     response = np.zeros(image.shape)
     for sigma in (0.5 * gsize, 0.8 * gsize, 1.2 * gsize):
-        elems = hessian_matrix(image, sigma=sigma, order="rc", use_gaussian_derivatives=False)
-        largest = hessian_matrix_eigvals(elems)[0]
+        smooth = ndimage.gaussian_filter(image, sigma)
+        dy, dx = np.gradient(smooth)
+        dyy, dyx = np.gradient(dy)
+        _, dxx = np.gradient(dx)
+        largest = (dyy + dxx) / 2 + np.sqrt(((dyy - dxx) / 2) ** 2 + dyx**2)
         response = np.maximum(response, sigma**2 * np.clip(largest, 0, None))
     centre = np.median(response)
     spread = 1.4826 * np.median(np.abs(response - centre))
