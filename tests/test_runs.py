@@ -38,6 +38,14 @@ def wait_for_line(lab: Lab, run: RunRecord, needle: str) -> None:
     raise AssertionError(f"{needle!r} never appeared; log:\n{log_text(lab, run)}")
 
 
+def pipeline_pid(lab: Lab, run: RunRecord) -> int:
+    """The pipeline's pid as it printed it, known as soon as its first line is in the log."""
+    for line in log_text(lab, run).splitlines():
+        if line.startswith("fake pipeline pid "):
+            return int(line.split()[3])
+    raise AssertionError("the pipeline has not started")
+
+
 def test_completed_run_keeps_log_and_record(lab_for: LabFor, frames: Path, tmp_path: Path) -> None:
     lab = lab_for()
     exp_id = experiment(lab, frames, tmp_path, lines=3, stderr_lines=2)
@@ -137,7 +145,7 @@ def test_stop_a_running_run(lab_for: LabFor, frames: Path, tmp_path: Path) -> No
     done = lab.wait(run.id, timeout=30)
     assert done.status == "cancelled"
     assert done.reason == "stopped by alice"
-    assert done.signal == "SIGTERM"
+    assert done.signal == "SIGTERM" and done.pid == pipeline_pid(lab, run)
     assert not psutil.pid_exists(done.pid) or psutil.Process(done.pid).status() == "zombie"
 
 
@@ -161,9 +169,8 @@ def test_supervisor_killed_is_reconciled_as_lost(
     exp_id = experiment(lab, frames, tmp_path, wait_file=str(tmp_path / "never"))
     run = lab.run_experiment(exp_id)
     wait_for_line(lab, run, "waiting")
-    live = lab.get_run(run.id)
     supervisor = psutil.Process(_supervisor_pid(lab, run.id))
-    pipeline = psutil.Process(live.pid)
+    pipeline = psutil.Process(pipeline_pid(lab, run))
     supervisor.kill()
     supervisor.wait(10)
     done = lab.wait(run.id, timeout=30)
@@ -247,7 +254,7 @@ def test_gpus_are_assigned_per_run(lab_for: LabFor, frames: Path, tmp_path: Path
     assert sorted(r.gpus for r in runs[:2]) == ["0", "1"]
     for run in runs[:2]:
         wait_for_line(lab, run, "waiting")
-        env = psutil.Process(lab.get_run(run.id).pid).environ()
+        env = psutil.Process(pipeline_pid(lab, run)).environ()
         assert env["CUDA_VISIBLE_DEVICES"] == run.gpus
     gate.touch()
     assert lab.wait(runs[2].id, timeout=60).status == "completed"
@@ -362,12 +369,12 @@ def test_environment_of_the_pipeline(lab_for: LabFor, frames: Path, tmp_path: Pa
     lab = lab_for()
     run = lab.run_experiment(experiment(lab, frames, tmp_path, wait_file=str(tmp_path / "gate")))
     wait_for_line(lab, run, "waiting")
-    live = lab.get_run(run.id)
-    proc = psutil.Process(live.pid)
+    pid = pipeline_pid(lab, run)
+    proc = psutil.Process(pid)
     env = proc.environ()
     assert env["PYTHONUNBUFFERED"] == "1"
-    assert "PICO_NB_SUPERVISOR_SETTINGS" not in env
-    assert os.getpgid(live.pid) == live.pid != os.getpgid(0)
-    assert proc.cwd() == live.output_path
+    assert "PICO_NB_SUPERVISOR_SETTINGS" not in env and "PICO_NB_SUPERVISOR_PLAN" not in env
+    assert os.getpgid(pid) == pid != os.getpgid(0)
+    assert proc.cwd() == run.output_path
     (tmp_path / "gate").touch()
     assert lab.wait(run.id, timeout=30).status == "completed"

@@ -194,6 +194,22 @@ def signal_group(pgid: int | None, signum: int) -> None:
             os.killpg(pgid, signum)
 
 
+def _kill_orphans(pgid: int | None, supervisor_pid: int | None) -> None:
+    """Kill a pipeline whose supervisor vanished, found by its group or its supervisor's session.
+
+    A supervisor killed before it recorded the pipeline's group still left the pipeline in its
+    own session, so the session id finds it.
+    """
+    groups = {pgid} if pgid else set()
+    if supervisor_pid:
+        for pid in psutil.pids():
+            with contextlib.suppress(OSError):
+                if os.getsid(pid) == supervisor_pid:
+                    groups.add(os.getpgid(pid))
+    for group in groups:
+        signal_group(group, signal.SIGKILL)
+
+
 def reconcile(db: Database, settings: Settings) -> list[int]:
     """Runs whose heartbeat is stale and whose supervisor is gone are failed as lost."""
     cutoff = utcnow() - timedelta(seconds=settings.lost_after_seconds)
@@ -214,7 +230,7 @@ def reconcile(db: Database, settings: Settings) -> list[int]:
                 continue
             last = run.heartbeat_at.strftime("%H:%M:%S UTC")
             if run.host == HOST:
-                signal_group(run.pgid, signal.SIGKILL)  # an orphaned pipeline
+                _kill_orphans(run.pgid, run.supervisor_pid)
             finish(run, "failed", f"lost: supervisor stopped reporting at {last}")
     return lost
 

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20  # a roomy pipe: a chatty pipeline rarely waits for the log writer
 PROGRESS_INTERVAL = 1.0
+WAKE = threading.Event()
+"""Set by SIGTERM: a Lab on this host asks us to look for a stop request now."""
 _PRIVATE_ENV = ("PICO_NB_SUPERVISOR_SETTINGS", "PICO_NB_SUPERVISOR_PLAN")
 
 
@@ -72,7 +74,7 @@ def start_pipeline(plan: dict[str, Any]) -> tuple[subprocess.Popen[bytes], LogWr
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            process_group=0,  # its own group, inside our session: see local.reconcile
             cwd=plan["output_path"],
             env=env,
         )
@@ -107,14 +109,9 @@ class Supervisor:
 
     def __init__(self, db: Database, settings: Settings, run_id: int) -> None:
         self.db, self.settings, self.run_id = db, settings, run_id
-        self.wake = False
         self.stopped_by: str | None = None
         self.term_at: float | None = None
         self.killed_after: float | None = None
-
-    def _on_sigterm(self, _signum: int, _frame: Any) -> None:
-        """A Lab on this host asks us to check for a stop request now."""
-        self.wake = True
 
     def _record_start(self, proc: subprocess.Popen[bytes]) -> None:
         """Tell the database which processes now own the run."""
@@ -167,8 +164,8 @@ class Supervisor:
             progress_due = (
                 writer.progress != seen_progress and now - last_progress >= PROGRESS_INTERVAL
             )
-            if self.wake or progress_due or now - last_beat >= self.settings.heartbeat_seconds:
-                self.wake = False
+            if WAKE.is_set() or progress_due or now - last_beat >= self.settings.heartbeat_seconds:
+                WAKE.clear()
                 seen_progress = writer.progress
                 self._report(writer)
                 last_beat = last_progress = now
@@ -212,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: WAKE.set())  # before anything else
     plan = json.loads(os.environ["PICO_NB_SUPERVISOR_PLAN"])
     try:
         started: tuple[subprocess.Popen[bytes], LogWriter] | OSError = start_pipeline(plan)
@@ -225,7 +223,6 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = local.settings_from_env()
     supervisor = Supervisor(open_database(settings.effective_database_url), settings, int(args[0]))
-    signal.signal(signal.SIGTERM, supervisor._on_sigterm)
     if isinstance(started, OSError):
         supervisor.fail_to_start(started)
         return 1
