@@ -109,6 +109,9 @@ def _claim(session: Session, settings: Settings) -> list[int]:
 
 def dispatch(db: Database, settings: Settings) -> list[int]:
     """Claim free slots in one transaction, then launch a supervisor for each claimed run."""
+    with db.read() as session:  # most calls find no queue: skip taking the write lock
+        if session.scalar(select(Run.id).where(Run.status == "queued").limit(1)) is None:
+            return []
     with db.write() as session:
         claimed = _claim(session, settings)
     for run_id in claimed:
