@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tornado.ioloop import IOLoop
 from traitlets import default
 from voila.app import Voila
+from voila.tornado.handler import TornadoVoilaHandler
 
 from pico_nb.widgets import default_lab, server
 
@@ -27,6 +28,18 @@ NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
 CONFIG_DIR = ROOT / "jupyter_config"
 
 
+class DashboardPage(TornadoVoilaHandler):
+    """The dashboard page, also setting the _xsrf cookie that Voila's unload beacon must send.
+
+    Without it the beacon that shuts a closed tab's kernel down is refused (403), and kernels
+    would linger until culled.
+    """
+
+    async def get(self, path: str | None = None) -> None:
+        _ = self.xsrf_token  # reading it sets the cookie
+        await super().get(path)
+
+
 class DashboardServer(Voila):
     """Voila with the project's config, the log download route and a token in the printed URL."""
 
@@ -36,7 +49,13 @@ class DashboardServer(Voila):
 
     def init_handlers(self) -> list[Any]:
         """The download route first, so Voila's catch-all routes never shadow it."""
-        return [*server.handlers(self.base_url, default_lab), *super().init_handlers()]
+        voila = [
+            (route, DashboardPage, *rest)
+            if handler is TornadoVoilaHandler
+            else (route, handler, *rest)
+            for route, handler, *rest in super().init_handlers()
+        ]
+        return [*server.handlers(self.base_url, default_lab), *voila]
 
     def start(self) -> None:
         IOLoop.current().add_callback(self._announce)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 from chromium import launch
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -48,6 +50,17 @@ class Served:
     url: str
     data: Path
     lab: Lab
+    pid: int
+
+    def kernels(self) -> int:
+        """How many notebook kernels the server runs now: one per open dashboard tab."""
+        count = 0
+        for child in psutil.Process(self.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # a kernel exiting right now
+                count += child.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(
+                    child.cmdline()
+                )
+        return count
 
 
 def free_port() -> int:
@@ -69,7 +82,7 @@ def served(settings_for: Callable[..., Settings], frames: Path, tmp_path: Path) 
     }
     proc, url = start_background(free_port(), env)
     try:
-        yield Served(url=url, data=tmp_path, lab=Lab(settings=settings))
+        yield Served(url=url, data=tmp_path, lab=Lab(settings=settings), pid=proc.pid)
     finally:
         stop_background(proc)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,10 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
     button(page, "Experiments").click()
     expect(page.locator(".pico-list")).to_contain_text("completed")
     screenshot("08-list")
+
+    assert served.kernels() == 1  # the reload released the first page's kernel
+    page.goto("about:blank")  # leaving the page releases its kernel (Voila's unload beacon)
+    deadline = time.monotonic() + 20
+    while served.kernels():
+        assert time.monotonic() < deadline, "the left page's kernel is still running"
+        time.sleep(0.1)
