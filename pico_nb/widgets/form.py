@@ -13,7 +13,7 @@ from pico_nb.params import Param
 from pico_nb.schemas import ExperimentRecord, RunRecord
 from pico_nb.widgets import default_lab
 from pico_nb.widgets.format import esc, value_text
-from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
+from pico_nb.widgets.style import MessageBar, guarded, heading, heading_html, styled, stylesheet
 
 if TYPE_CHECKING:
     from pico_nb.lab import Lab
@@ -74,9 +74,9 @@ class ParamField(w.HBox):
         self._syncing = False
         for box in self.inputs:
             box.observe(self._from_inputs, "value")
-        self.value = self._plain(param.default)
+        self.value = self.as_value(param.default)
 
-    def _plain(self, value: Any) -> Any:
+    def as_value(self, value: Any) -> Any:
         """Lists for list parameters, so comparisons with defaults and records agree."""
         return list(value) if self.param.kind == "int_list" else value
 
@@ -96,7 +96,7 @@ class ParamField(w.HBox):
                 box.value = value
         finally:
             self._syncing = False
-        self.changed = self._plain(change["new"]) != self._plain(self.param.default)
+        self.changed = self.as_value(change["new"]) != self.as_value(self.param.default)
 
     @t.observe("changed")
     def _mark(self, change: dict[str, Any]) -> None:
@@ -114,7 +114,7 @@ class ParamField(w.HBox):
 
     def reset(self, _: object = None) -> None:
         """Back to the spec's default."""
-        self.value = self._plain(self.param.default)
+        self.value = self.as_value(self.param.default)
 
 
 class ParamSection(w.Accordion):
@@ -240,7 +240,7 @@ class ExperimentForm(w.VBox):
         """Fill the parameter fields; unknown names are ignored (the spec may have changed)."""
         for name, value in values.items():
             if name in self.fields:
-                self.fields[name].value = self.fields[name]._plain(value)
+                self.fields[name].value = self.fields[name].as_value(value)
 
     def reset_params(self, _: object = None) -> None:
         """Every parameter back to its default."""
@@ -263,7 +263,7 @@ class ExperimentForm(w.VBox):
     def clear(self) -> None:
         """An empty create form."""
         self.mode, self.experiment_id = "create", None
-        self.title.value = heading("New experiment").value
+        self.title.value = heading_html("New experiment")
         for field in (self.name, self.description, self.input_path, self.output_path):
             field.box.value = ""
         self.frames.value = ""

@@ -108,9 +108,14 @@ def badge(status: str) -> str:
     return f'<span class="pico-badge" style="color:{fg};background:{bg}">{esc(status)}</span>'
 
 
+def heading_html(text: str, level: int = 2) -> str:
+    """A section title's HTML, escaped, for widgets that change their title."""
+    return f'<div class="pico-h{level}">{esc(text)}</div>'
+
+
 def heading(text: str, level: int = 2) -> w.HTML:
-    """A section title, escaped."""
-    return w.HTML(f'<div class="pico-h{level}">{esc(text)}</div>')
+    """A section title."""
+    return w.HTML(heading_html(text, level))
 
 
 class MessageBar(w.HTML):

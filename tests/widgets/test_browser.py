@@ -50,6 +50,9 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
     out = served.data / "results"
     open_app(page, served.url)
     screenshot("01-list-empty")
+    base = served.url.split("?")[0]
+    for surface in ("voila/files/dashboard.ipynb", "api/contents", "api/kernels", "lab"):
+        assert page.request.get(base + surface).status in (403, 404, 405), surface
 
     page.get_by_role("button", name="New experiment").click()
     field(page, "Name").fill("Mouse 12 <day 3>")
