@@ -9,11 +9,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pico_nb
 from pico_nb.errors import PicoError, ValidationError
-from pico_nb.lab import Lab
 from pico_nb.schemas import ExperimentRecord, Record, RunRecord
+
+if TYPE_CHECKING:
+    from pico_nb.lab import Lab
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -69,8 +72,8 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def _lab(args: argparse.Namespace) -> Lab:
-    """The Lab the command acts through."""
-    return Lab(args.home, args.user)
+    """The Lab the command acts through: the lab server's, inside a hub user server."""
+    return pico_nb.Lab(args.home, args.user)
 
 
 # ------------------------------------------------------------------- experiments
@@ -320,7 +323,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    lab = Lab.operator(args.home)
+    lab = pico_nb.Lab.operator(args.home)
     if args.action == "list":
         users = lab.users()
         if args.json:
@@ -435,8 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
 
     from pico_nb.demo import add_demo_commands
+    from pico_nb.hub.launch import add_commands as add_hub_commands
+    from pico_nb.widgets.app import add_commands as add_dashboard_commands
 
     add_demo_commands(sub)
+    add_dashboard_commands(sub)
+    add_hub_commands(sub)
     return parser
 
 

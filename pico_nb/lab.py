@@ -6,7 +6,7 @@ import getpass
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -182,10 +182,13 @@ class Lab:
             out["output_path"] = str(output)
         except ValueError as exc:
             errors["output_path"] = str(exc)
-        try:
-            out["params"] = self.spec.validate(values["params"])
-        except ValidationError as exc:
-            errors.update({f"params.{k}": v for k, v in exc.errors.items()})
+        if not isinstance(values["params"], Mapping):
+            errors["params"] = "must be a mapping of parameter name to value"
+        else:
+            try:
+                out["params"] = self.spec.validate(values["params"])
+            except ValidationError as exc:
+                errors.update({f"params.{k}": v for k, v in exc.errors.items()})
         if errors:
             raise ValidationError(errors)
         return out
@@ -539,6 +542,7 @@ class Lab:
         """Log text from a byte offset and where to continue: any viewer, any time."""
         run = self.get_run(run_id)
         offset = _as_id(offset, "offset", minimum=0)
+        limit = _as_id(limit, "limit", minimum=4)
         text, next_offset = logs.read_log(Path(run.log_path), offset, limit)
         path = Path(run.log_path)
         size = path.stat().st_size if path.exists() else 0
@@ -552,13 +556,23 @@ class Lab:
         )
 
     def follow_log(
-        self, run_id: int, offset: int = 0, from_tail: int | None = None, poll: float = 0.05
+        self,
+        run_id: int,
+        offset: int = 0,
+        from_tail: int | None = None,
+        poll: float = 0.05,
+        stop: Callable[[], bool] | None = None,
     ) -> Iterator[LogLine]:
-        """Yield lines and progress live until the run ends and its log is read to the end."""
+        """Yield lines and progress live until the run ends (or `stop()`) and the log is read."""
         run = self.get_run(run_id)
+        offset = _as_id(offset, "offset", minimum=0)
+        if from_tail is not None:
+            from_tail = _as_id(from_tail, "from_tail", minimum=0)
         state = {"checked": 0.0, "done": not run.active}
 
         def done() -> bool:
+            if stop is not None and stop():
+                return True
             now = time.monotonic()
             if not state["done"] and now - state["checked"] > 0.25:
                 state["checked"] = now

@@ -198,6 +198,8 @@ class PipelineSpec:
 
     def validate(self, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Complete, typed parameters, or one ValidationError naming every bad field."""
+        if values is not None and not isinstance(values, Mapping):
+            raise ValidationError.one("params", "must be a mapping of parameter name to value")
         values = dict(values or {})
         errors: dict[str, str] = {}
         for key in values:

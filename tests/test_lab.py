@@ -284,3 +284,23 @@ def test_accounts_need_an_admin(alice: Lab, carol: Lab) -> None:
     assert {u.username for u in carol.users()} >= {"alice", "carol", "dave"}
     carol.delete_user("dave")
     assert not carol.verify_password("dave", "correct horse battery")
+
+
+def test_wrongly_shaped_values_are_validation_errors(
+    alice: Lab, frames: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        alice.create_experiment("x", str(frames), str(tmp_path / "o"), params=[1, 2])  # type: ignore[arg-type]
+    assert "params" in info.value.errors
+    exp = make(alice, frames, tmp_path)
+    with pytest.raises(ValidationError, match="params"):
+        alice.update_experiment(exp.id, params="fr=3")
+    for call in (
+        lambda: alice.experiments(limit="lots"),  # type: ignore[arg-type]
+        lambda: alice.experiments(offset=-1),
+        lambda: alice.experiments(sort="owner; drop"),
+        lambda: alice.experiments(status="exploded"),
+    ):
+        with pytest.raises(ValidationError):
+            call()
+    assert alice.count_experiments() == 1
