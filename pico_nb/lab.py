@@ -116,6 +116,11 @@ class Lab:
             session.flush()
         return row
 
+    @property
+    def data_roots(self) -> list[Path]:
+        """The folders this user's experiments may use."""
+        return self.settings.data_roots_for(self.username)
+
     # --------------------------------------------------------------- access rules
 
     def _load(self, session: Session, experiment_id: int, *, write: bool) -> Experiment:
@@ -152,7 +157,7 @@ class Lab:
     def detect_frames(self, path: str) -> FrameInfo:
         """What a candidate input folder holds, for forms to show before saving."""
         try:
-            folder = check_input_folder(path, self.settings.effective_data_roots)
+            folder = check_input_folder(path, self.data_roots)
         except ValueError as exc:
             raise ValidationError.one("input_path", str(exc)) from None
         return detect_frames(folder)
@@ -167,7 +172,7 @@ class Lab:
                 out[field] = check(values[field])
             except ValueError as exc:
                 errors[field] = str(exc)
-        roots = self.settings.effective_data_roots
+        roots = self.data_roots
         input_path: Path | None = None
         try:
             input_path = check_input_folder(values["input_path"], roots)
@@ -405,9 +410,7 @@ class Lab:
 
     def _check_removable(self, session: Session, exp: Experiment, output: Path) -> None:
         """Never remove a folder another experiment writes to, a root, or one holding input."""
-        if output in self.settings.effective_data_roots or Path(exp.input_path).is_relative_to(
-            output
-        ):
+        if output in self.data_roots or Path(exp.input_path).is_relative_to(output):
             raise ValidationError.one("remove_outputs", f"refusing to remove {output}")
         other = session.scalar(
             select(Experiment.id).where(

@@ -35,7 +35,8 @@ class Settings(BaseModel):
     )
     data_roots: list[Path] = Field(
         default_factory=list,
-        description="Folders experiments may read from and write to; empty = user home + home.",
+        description="Folders experiments may read from and write to; `{user}` stands for the "
+        "acting user's name; empty = the OS user's home + the data home.",
     )
     pipeline_spec: Path | None = Field(
         None, description="TOML/JSON file defining a lab's own PICO command and parameters."
@@ -68,9 +69,21 @@ class Settings(BaseModel):
 
     @property
     def effective_data_roots(self) -> list[Path]:
-        """Resolved roots; by default the user's home folder and the data home."""
+        """Resolved roots as configured; by default the user's home folder and the data home."""
+        return self.data_roots_for(None)
+
+    def data_roots_for(self, username: str | None) -> list[Path]:
+        """Roots with `{user}` filled in, so a lab can give each member a folder of their own."""
         roots = self.data_roots or [Path.home(), self.home]
-        return [Path(r).expanduser().resolve() for r in roots]
+        out = []
+        for root in roots:
+            text = str(root)
+            if "{user}" in text:
+                if username is None:
+                    continue
+                text = text.replace("{user}", username)
+            out.append(Path(text).expanduser().resolve())
+        return out
 
 
 def _env_values() -> dict[str, Any]:

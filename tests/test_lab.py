@@ -304,3 +304,16 @@ def test_wrongly_shaped_values_are_validation_errors(
         with pytest.raises(ValidationError):
             call()
     assert alice.count_experiments() == 1
+
+
+def test_per_user_data_roots(lab_for: LabFor, tmp_path: Path) -> None:
+    roots = [str(tmp_path / "users" / "{user}")]
+    alice = lab_for("alice", pipeline_spec=None, data_roots=roots)
+    mine = write_frames(tmp_path / "users" / "alice" / "movie")
+    bobs = write_frames(tmp_path / "users" / "bob" / "movie")
+    out = tmp_path / "users" / "alice" / "out"
+    assert alice.create_experiment("ok", str(mine), str(out)).input_path == str(mine)
+    with pytest.raises(ValidationError) as info:
+        alice.create_experiment("theirs", str(bobs), str(out))
+    assert "data roots" in info.value.errors["input_path"]
+    assert str(tmp_path / "users" / "alice") in info.value.errors["input_path"]
