@@ -47,7 +47,7 @@ class Registered:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Registered frames [start, stop) in the stored dtype (callers convert only what
-        they need); NaN borders read as 0, as they lie in the margin segmentation skips."""
+        they need), borders filled by edge copies for analysis."""
         if self.stack is not None:
             frames = self.stack.read(start, stop)
         else:
@@ -56,6 +56,38 @@ class Registered:
                 frames = warp_frames(frames, self.patch_shifts[start:stop], self.border)
             else:
                 frames = shift_frames(frames, self.shifts[start:stop], self.border, self.opencv)
-        if frames.dtype.kind == "f" and self.border == "true":
-            np.nan_to_num(frames, copy=False)
+        if self.border != "copy":
+            self._refill_borders(frames, start)
         return frames
+
+    def _refill_borders(self, frames: np.ndarray, start: int) -> None:
+        """Replace the constant (min/zero/NaN) fill by the nearest valid row or column, so it
+        does not flicker into background estimates and correlations downstream."""
+        h, w = frames.shape[1:]
+        if self.patch_shifts is not None:
+            patches = self.patch_shifts[start : start + len(frames)]
+            lows, highs = patches.min(axis=(1, 2)), patches.max(axis=(1, 2))
+        else:
+            lows = highs = self.shifts[start : start + len(frames)]
+        for frame, low, high in zip(frames, lows, highs, strict=True):
+            top, left = (int(np.ceil(max(v, 0))) + 2 for v in high)
+            bottom, right = (int(np.ceil(max(-v, 0))) + 2 for v in low)
+            if frame.dtype.kind == "f":
+                holes = np.isnan(frame)
+                middle_rows, middle_cols = slice(h // 4, h - h // 4), slice(w // 4, w - w // 4)
+                top, bottom = _nan_extent(holes[:, middle_cols].any(axis=1), top, bottom)
+                left, right = _nan_extent(holes[middle_rows].any(axis=0), left, right)
+            top, bottom = min(top, h // 2), min(bottom, h // 2)
+            left, right = min(left, w // 2), min(right, w // 2)
+            frame[:top] = frame[top]
+            frame[h - bottom :] = frame[h - bottom - 1]
+            frame[:, :left] = frame[:, left : left + 1]
+            frame[:, w - right :] = frame[:, w - right - 1 : w - right]
+
+
+def _nan_extent(bad: np.ndarray, first: int, last: int) -> tuple[int, int]:
+    """Widen the bands at both ends of an axis to cover every NaN line next to them."""
+    good = np.flatnonzero(~bad)
+    if not len(good):
+        return first, last
+    return max(first, int(good[0])), max(last, len(bad) - 1 - int(good[-1]))

@@ -19,6 +19,7 @@ from scipy import ndimage
 
 _DETREND_BINS = 40
 _FLOOR_MADS = 6
+_MIN_SOLIDITY = 0.6
 
 
 @dataclass
@@ -140,11 +141,14 @@ def local_correlation(z: np.ndarray) -> np.ndarray:
     return total / count
 
 
-def probability_map(corr: np.ndarray, pnr: np.ndarray) -> np.ndarray:
-    """corr × pnr rescaled to 0-255, with the noise floor of the field at 0."""
+def probability_map(corr: np.ndarray, pnr: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """corr × pnr rescaled to 0-255 with the field's noise floor at 0; the scale is set by
+    the usable pixels only, so flickering borders or vessels cannot compress it."""
     score = np.clip(corr, 0, None) * pnr
-    floor = np.median(score) + _FLOOR_MADS * 1.4826 * np.median(np.abs(score - np.median(score)))
-    top = np.percentile(score, 99.9)
+    values = score[usable] if usable.any() else score.ravel()
+    centre = np.median(values)
+    floor = centre + _FLOOR_MADS * 1.4826 * np.median(np.abs(values - centre))
+    top = np.percentile(values, 99.9)
     return np.clip(255 * (score - floor) / max(top - floor, 1e-9), 0, 255)
 
 
@@ -227,13 +231,20 @@ def segment_tile(
         rows, cols = grown
         centre = np.array([rows.mean(), cols.mean()])
         near = [c for c in found if np.hypot(*(c.centre - centre - offset)) < p.thresh_com0]
+        if not near and not _acceptable(rows, cols, p):
+            continue  # rejected regions must not block the pixels of real neurons
         taken[rows, cols] = True
         rows, cols = rows + offset[0], cols + offset[1]
         if near:
             near[0].absorb(rows, cols)
-            continue
-        found.append(Candidate(rows, cols, score, tile))
-    return [c for c in found if c.area >= p.min_area and _solidity(c.rows, c.cols) >= 0.6]
+        else:
+            found.append(Candidate(rows, cols, score, tile))
+    return [c for c in found if _acceptable(c.rows, c.cols, p)]
+
+
+def _acceptable(rows: np.ndarray, cols: np.ndarray, p: SegParams) -> bool:
+    """Large enough (minArea) and compact enough to be a cell body."""
+    return len(rows) >= p.min_area and _solidity(rows, cols) >= _MIN_SOLIDITY
 
 
 def merge_tiles(candidates: list[Candidate], thresh_com: float) -> list[Candidate]:

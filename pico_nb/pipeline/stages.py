@@ -328,13 +328,13 @@ def segment_neurons(run: Run) -> None:
         for index, (core, (y0, y1, x0, x1)) in enumerate(spans):
             z, tile_pnr = segment.normalise(binned.read_rows(y0, y1)[:, :, x0:x1])
             tile_corr = segment.local_correlation(z)
-            tile_pmap = segment.probability_map(tile_corr, tile_pnr)
+            exclude = (vessel | border)[y0:y1, x0:x1]
+            tile_pmap = segment.probability_map(tile_corr, tile_pnr, ~exclude)
             cy0, cy1, cx0, cx1 = core
             inner = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
             corr[cy0:cy1, cx0:cx1] = tile_corr[inner]
             pnr[cy0:cy1, cx0:cx1] = tile_pnr[inner]
             pmap[cy0:cy1, cx0:cx1] = tile_pmap[inner]
-            exclude = (vessel | border)[y0:y1, x0:x1]
             found += segment.segment_tile(z, tile_pmap, exclude, sp, (y0, x0), index)
             bar.update()
     merged = segment.merge_tiles(found, sp.thresh_com)
@@ -506,7 +506,8 @@ def _videos(run: Run) -> None:
     hi = lo + 1.5 * (hi - lo)
 
     def scaled(frames: np.ndarray, low: float, high: float) -> np.ndarray:
-        return np.clip(255 * (frames - low) / max(high - low, 1e-9), 0, 255).astype(np.uint8)
+        scaled = 255 * (np.nan_to_num(frames) - low) / max(high - low, 1e-9)
+        return np.clip(scaled, 0, 255).astype(np.uint8)
 
     fps = max(1.0, p["fr"] * p["downsample_ratio"] * 4)
     binned = DiskStack.open(layout.rmbg / "binned.npy")

@@ -147,6 +147,28 @@ def test_flag_variants_on_a_tiff_stack(small: Path, tmp_path: Path, pipeline: Ru
     assert result["centre"]["f1"] >= 0.8, score.format_report(result)
 
 
+def test_nan_borders_stay_out_of_the_results(small: Path, tmp_path: Path, pipeline: Runner) -> None:
+    out = tmp_path / "out"
+    done = pipeline(
+        small / "movie.tif",
+        out,
+        "--crop_parameter",
+        "0",
+        "0",
+        "128",
+        "128",
+        "--border_nan",
+        "true",
+        "--intensity_corr_flag",
+        "true",
+    )
+    assert done.returncode == 0, done.stderr
+    assert np.isnan(tifffile.imread(out / "mc" / "registered.tif")).any()
+    seg = out / "seg_results_thresh_pmap_1"
+    assert np.isfinite(np.load(seg / "dff.npy")).all()
+    assert score.score(out, small / "ground_truth.npz")["centre"]["f1"] >= 0.8
+
+
 def test_set_frame_num_and_crop(small: Path, tmp_path: Path, pipeline: Runner) -> None:
     out = tmp_path / "out"
     done = pipeline(
@@ -156,4 +178,4 @@ def test_set_frame_num_and_crop(small: Path, tmp_path: Path, pipeline: Runner) -
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 120 and summary["size"] == [100, 90]
     result = score.score(out, small / "ground_truth.npz")
-    assert result["neurons_true"] < 9 + 1 and result["centre"]["recall"] > 0.5
+    assert result["centre"]["matched"] >= 2 and result["centre"]["precision"] >= 0.8

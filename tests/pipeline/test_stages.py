@@ -64,7 +64,7 @@ def neuron_movie(centres: list[tuple[int, int]], bins: int = 300, size: int = 64
 def test_segmentation_finds_two_touching_neurons() -> None:
     movie = neuron_movie([(30, 24), (30, 37)])
     z, pnr = segment.normalise(movie)
-    pmap = segment.probability_map(segment.local_correlation(z), pnr)
+    pmap = segment.probability_map(segment.local_correlation(z), pnr, np.ones((64, 64), bool))
     params = segment.SegParams(
         gsize=6,
         min_area=20,
