@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ import traitlets as t
 from pico_nb.schemas import LogLine, RunRecord
 from pico_nb.widgets import default_lab
 from pico_nb.widgets.format import duration, esc, local_time
-from pico_nb.widgets.server import download_url
+from pico_nb.widgets.routes import download_url
 from pico_nb.widgets.style import MessageBar, badge, guarded, styled, stylesheet
 
 if TYPE_CHECKING:
@@ -85,7 +86,9 @@ class LogView(w.Box):
 class _Pending:
     """What the reader thread collected since the last update of the page."""
 
-    lines: list[str] = field(default_factory=list)
+    lines: deque[str] = field(
+        default_factory=lambda: deque(maxlen=MAX_LINES)
+    )  # only the tail shows
     progress: LogLine | None = None
     reader_done: bool = False
     error: Exception | None = None
@@ -114,7 +117,6 @@ class RunPanel(w.VBox):
         self._lock = threading.Lock()
         self._pending = _Pending()
         self._wake = threading.Event()
-        self._run: RunRecord | None = None
         toolbar = styled(w.HBox([self.stop_button, self.links]), "pico-toolbar")
         super().__init__(
             [
@@ -197,7 +199,7 @@ class RunPanel(w.VBox):
 
     def _apply(self, pending: _Pending, refresh: bool) -> None:
         """Put a batch on the page; re-read the run when asked or when something moved."""
-        self.log_view.append(pending.lines)
+        self.log_view.append(list(pending.lines))
         if pending.progress is not None:
             self._show_progress(pending.progress)
         if pending.error is not None:
@@ -209,7 +211,6 @@ class RunPanel(w.VBox):
 
     def _show_run(self, run: RunRecord) -> None:
         """Header line, buttons and bar colour for the run's current state."""
-        self._run = run
         reason = f" · {esc(run.reason)}" if run.reason else ""
         self.header.value = (
             f'<div class="pico-h3">Run {run.number} {badge(run.status)}</div>'

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -11,18 +10,12 @@ from tornado import web
 
 from pico_nb.errors import NotFound, PermissionDenied, PicoError
 from pico_nb.widgets import default_lab
+from pico_nb.widgets.routes import LOG_ROUTE
 
 if TYPE_CHECKING:
     from pico_nb.lab import Lab
 
-LOG_ROUTE = r"/pico-nb/runs/(\d+)/log"
 CHUNK = 1 << 20
-
-
-def download_url(run_id: int) -> str:
-    """Where the browser fetches a run's log, under the server's prefix (hub or local)."""
-    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
-    return f"{prefix.rstrip('/')}/pico-nb/runs/{int(run_id)}/log"
 
 
 class LogDownloadHandler(JupyterHandler):
