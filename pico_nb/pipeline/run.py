@@ -44,6 +44,20 @@ def _first_stage(run: Run) -> int:
     return 0
 
 
+def command_line(data_path: Path | str, out_path: Path | str, *flags: str) -> list[str]:
+    """The command that runs this pipeline as its own process, as pico_nb launches it."""
+    return [
+        sys.executable,
+        "-m",
+        "pico_nb.pipeline",
+        "--data_path",
+        str(data_path),
+        "--out_path",
+        str(out_path),
+        *flags,
+    ]
+
+
 def prepare(argv: Sequence[str]) -> Run:
     """Parse and check everything that can be checked before any heavy work."""
     data_path, out_path, params = builtin_spec().parse_argv(list(argv))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -415,6 +415,13 @@ def _example_neurons(dff: np.ndarray, count: int = 8) -> np.ndarray:
     return np.sort(np.argsort(-(dff.max(axis=1) / noise))[:count])
 
 
+def _dff_plot(dff: np.ndarray, ids: Sequence[int], fr: float, title: str) -> np.ndarray:
+    """Stacked ΔF/F rows numbered as in the outlines (1-based)."""
+    return outputs.plot_series(
+        [dff[k] for k in ids], [f"#{k + 1}" for k in ids], rate=fr, title=title, stacked=True
+    )
+
+
 def write_outputs(run: Run) -> None:
     """Figures, MATLAB and open-format results, and videos when save_movie is on."""
     p, layout = run.params, run.layout
@@ -441,13 +448,7 @@ def write_outputs(run: Run) -> None:
         outputs.save_png(seg / "SEG_SUM.png", summary_panel)
         bar.update()
         examples = _example_neurons(dff)
-        example_plot = outputs.plot_series(
-            [dff[k] for k in examples],
-            [f"#{k + 1}" for k in examples],
-            rate=p["fr"],
-            title="example neurons: dF/F",
-            stacked=True,
-        )
+        example_plot = _dff_plot(dff, examples, p["fr"], "example neurons: dF/F")
         outputs.save_png(seg / "example_traces.png", example_plot)
         bar.update()
         folder = seg / "Neuron_trace"
@@ -456,13 +457,7 @@ def write_outputs(run: Run) -> None:
             old.unlink()
         for page in range(pages):
             ids = range(page * TRACE_PAGE, min(count, (page + 1) * TRACE_PAGE))
-            plot = outputs.plot_series(
-                [dff[k] for k in ids],
-                [f"#{k + 1}" for k in ids],
-                rate=p["fr"],
-                title="dF/F",
-                stacked=True,
-            )
+            plot = _dff_plot(dff, ids, p["fr"], "dF/F")
             outputs.save_png(folder / f"neurons_{ids[0] + 1:04d}-{ids[-1] + 1:04d}.png", plot)
             bar.update()
         one_based = centres + 1

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pico_nb.pipeline import synthetic
+from pico_nb.pipeline.run import command_line
 
 
 def run_pipeline(data: Path, out: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     """The pipeline as a real program, exactly as pico_nb launches it."""
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pico_nb.pipeline",
-            "--data_path",
-            str(data),
-            "--out_path",
-            str(out),
-            *flags,
-        ],
+        command_line(data, out, *flags),
         capture_output=True,
         text=True,
         timeout=300,

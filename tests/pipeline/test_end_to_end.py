@@ -15,6 +15,7 @@ import tifffile
 
 from pico_nb.pipeline import score
 
+CROP_128 = ("--crop_parameter", "0", "0", "128", "128")
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 STAGES = [
     "loading",
@@ -117,29 +118,9 @@ def test_jump_without_earlier_outputs_is_a_clear_error(
 def test_flag_variants_on_a_tiff_stack(small: Path, tmp_path: Path, pipeline: Runner) -> None:
     """Piecewise-rigid, Fourier shifts, no saved movie (frames re-derived), flat-field."""
     out = tmp_path / "out"
-    done = pipeline(
-        small / "movie.tif",
-        out,
-        "--crop_parameter",
-        "0",
-        "0",
-        "128",
-        "128",
-        "--pw_rigid",
-        "true",
-        "--save_movie",
-        "false",
-        "--shifts_opencv",
-        "false",
-        "--intensity_corr_flag",
-        "true",
-        "--strides",
-        "48,48",
-        "--overlaps",
-        "24,24",
-        "--border_nan",
-        "min",
-    )
+    flags = "--pw_rigid true --save_movie false --shifts_opencv false --intensity_corr_flag true"
+    flags += " --strides 48,48 --overlaps 24,24 --border_nan min"
+    done = pipeline(small / "movie.tif", out, *CROP_128, *flags.split())
     assert done.returncode == 0, done.stderr
     assert not (out / "mc" / "registered.tif").exists()
     assert np.load(out / "mc" / "pw_shifts.npy").shape[:2] == (200, 3)
@@ -149,19 +130,8 @@ def test_flag_variants_on_a_tiff_stack(small: Path, tmp_path: Path, pipeline: Ru
 
 def test_nan_borders_stay_out_of_the_results(small: Path, tmp_path: Path, pipeline: Runner) -> None:
     out = tmp_path / "out"
-    done = pipeline(
-        small / "movie.tif",
-        out,
-        "--crop_parameter",
-        "0",
-        "0",
-        "128",
-        "128",
-        "--border_nan",
-        "true",
-        "--intensity_corr_flag",
-        "true",
-    )
+    flags = "--border_nan true --intensity_corr_flag true".split()
+    done = pipeline(small / "movie.tif", out, *CROP_128, *flags)
     assert done.returncode == 0, done.stderr
     assert np.isnan(tifffile.imread(out / "mc" / "registered.tif")).any()
     seg = out / "seg_results_thresh_pmap_1"
