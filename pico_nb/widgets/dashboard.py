@@ -43,6 +43,7 @@ class Dashboard(w.VBox):
             "pico-header",
         )
         self.nav = w.ToggleButtons(options=PAGES, style={"button_width": "auto"})
+        self._quiet = False
         self.nav.observe(self._navigate, "value")
         self.messages = MessageBar()
         self.content = w.VBox(layout=w.Layout(width="100%"))
@@ -64,10 +65,26 @@ class Dashboard(w.VBox):
         self.layout.max_width = "1280px"
         self.show_page("Experiments")
 
+    def close(self) -> None:
+        """Closing the app stops every view's timers and threads."""
+        for view in (self.list_view, self.resources, self.detail):
+            if view is not None:
+                view.close()
+        super().close()
+
     # ------------------------------------------------------------------ navigation
 
     def _navigate(self, change: dict[str, Any]) -> None:
-        self.show_page(change["new"])
+        if not self._quiet:
+            self.show_page(change["new"])
+
+    def _highlight(self, page: str) -> None:
+        """Mark where a sub-page belongs in the navigation without showing that page."""
+        self._quiet = True
+        try:
+            self.nav.value = page
+        finally:
+            self._quiet = False
 
     def _show(self, *views: w.Widget) -> None:
         """Swap the content; only the view on screen refreshes itself."""
@@ -104,6 +121,7 @@ class Dashboard(w.VBox):
         detail.on_clone(lambda i: self.edit(i, clone=True))
         detail.on_deleted(self._deleted)
         self._show(self.back, detail)
+        self._highlight("Experiments")
         self.detail = detail
         return detail
 
@@ -112,6 +130,7 @@ class Dashboard(w.VBox):
         """The form, filled from an experiment, to edit or clone it."""
         self.form.load(self.lab.get_experiment(experiment_id), clone=clone)
         self._show(self.back, self.form)
+        self._highlight("Experiments")
 
     def compare(self, experiment_ids: list[int]) -> None:
         """The compare page for the experiments ticked in the list."""

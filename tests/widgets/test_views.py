@@ -12,6 +12,7 @@ from PIL import Image
 
 from pico_nb.lab import Lab
 from pico_nb.widgets.compare import CompareView
+from pico_nb.widgets.dashboard import Dashboard
 from pico_nb.widgets.detail import ExperimentDetail
 from pico_nb.widgets.experiment_list import ExperimentList
 from pico_nb.widgets.resources import ResourcesView
@@ -207,3 +208,29 @@ def test_admin_scopes(settings_for, make_experiment, lab: Lab) -> None:
     finally:
         view.close()
     assert [v for _, v in ExperimentList(lab, 60).scope.options][-1] == "visible"
+
+
+def test_dashboard_navigation(lab: Lab, frames: Path, tmp_path: Path) -> None:
+    board = Dashboard(lab)
+    try:
+        assert board.content.children == (board.list_view,)
+        board.nav.value = "New experiment"
+        assert board.content.children == (board.form,) and not board.list_view.active
+        board.form.name.box.value = "from the dashboard"
+        board.form.input_path.box.value = str(frames)
+        board.form.output_path.box.value = str(tmp_path / "out")
+        board.form.save_button.click()
+        assert board.detail is not None and board.nav.value == "Experiments"
+        assert "saved experiment" in board.detail.messages.value
+        board.detail.buttons["Clone"].click()
+        assert board.content.children[1] is board.form and board.form.mode == "clone"
+        board.form.cancel_button.click()
+        assert board.detail is not None and board.detail.experiment_id == board.form.experiment_id
+        board.back.click()
+        assert board.content.children == (board.list_view,) and board.list_view.active
+        assert "from the dashboard" in board.list_view.rows[0].name.description
+    finally:
+        board.close()
+    assert (
+        not board.list_view._ticker._thread.is_alive() or board.list_view._ticker._stopped.is_set()
+    )
