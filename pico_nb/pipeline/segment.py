@@ -91,8 +91,8 @@ def normalise(movie: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     noise is the mean absolute bin-to-bin difference (√π/2 of it is σ for Gaussian noise),
     which a neuron's slow transients barely inflate; the peak is taken over pairs of bins.
     """
-    data = np.asarray(movie, np.float32)
-    data -= _slow_trend(data, _DETREND_BINS // 2)
+    data = np.array(movie, np.float32)
+    _remove_slow_trend(data, _DETREND_BINS // 2)
     for i in range(len(data)):
         data[i] = cv2.GaussianBlur(data[i], (0, 0), 0.7)
     steps = np.zeros(data.shape[1:], np.float32)
@@ -103,26 +103,24 @@ def normalise(movie: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     noise = steps / max(1, len(data) - 1) * np.sqrt(np.pi) / 2
     pnr = peak / (noise + 1e-6)
     data -= data.mean(axis=0)
-    data /= np.sqrt((data**2).sum(axis=0)) + 1e-9
+    data /= np.sqrt(np.einsum("tij,tij->ij", data, data)) + 1e-9
     return data, pnr
 
 
-def _slow_trend(data: np.ndarray, block: int) -> np.ndarray:
-    """Per-pixel slow drift: means of blocks of frames, linearly interpolated in between."""
+def _remove_slow_trend(data: np.ndarray, block: int) -> None:
+    """Subtract each pixel's slow drift in place: block means, linearly interpolated."""
     n = len(data)
     block = max(1, min(block, n))
     starts = np.arange(0, n, block)
     means = np.stack([data[s : s + block].mean(axis=0) for s in starts])
     centres = starts + (np.minimum(starts + block, n) - starts - 1) / 2
-    trend = np.empty_like(data)
     for t in range(n):
-        k = int(np.clip(np.searchsorted(centres, t) - 1, 0, max(0, len(centres) - 2)))
         if len(centres) == 1:
-            trend[t] = means[0]
+            data[t] -= means[0]
             continue
+        k = int(np.clip(np.searchsorted(centres, t) - 1, 0, len(centres) - 2))
         a = float(np.clip((t - centres[k]) / (centres[k + 1] - centres[k]), 0, 1))
-        trend[t] = (1 - a) * means[k] + a * means[k + 1]
-    return trend
+        data[t] -= (1 - a) * means[k] + a * means[k + 1]
 
 
 def local_correlation(z: np.ndarray) -> np.ndarray:
