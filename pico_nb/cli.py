@@ -8,12 +8,12 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pico_nb
 from pico_nb.errors import PicoError, ValidationError
 from pico_nb.schemas import ExperimentRecord, Record, RunRecord
+from pico_nb.text import duration, local_time
 
 if TYPE_CHECKING:
     from pico_nb.lab import Lab
@@ -35,21 +35,6 @@ def _settings_pairs(pairs: Sequence[str] | None) -> dict[str, Any]:
             raise ValidationError.one("--set", f"expects key=value, got {pair!r}")
         out[key.strip()] = value.strip()
     return out
-
-
-def _local(ts: datetime | None) -> str:
-    """Times in the viewer's zone, with the zone named."""
-    return ts.astimezone().strftime("%Y-%m-%d %H:%M %Z") if ts else "-"
-
-
-def _duration(seconds: float | None) -> str:
-    """1h 02m, 3m 05s, 12s."""
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s >= 3600:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m"
-    return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def _dump(value: Record | list[Record] | dict[str, Any]) -> None:
@@ -107,7 +92,7 @@ def _show_experiment(exp: ExperimentRecord, as_json: bool, created: bool = False
     print(f"  output:      {exp.output_path}")
     if exp.parent_id:
         print(f"  cloned from: experiment {exp.parent_id}")
-    print(f"  created:     {_local(exp.created_at)}")
+    print(f"  created:     {local_time(exp.created_at)}")
     return 0
 
 
@@ -128,7 +113,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             e.name[:40],
             e.status,
             str(e.run_count),
-            _local(e.last_run.started_at if e.last_run else None),
+            local_time(e.last_run.started_at if e.last_run else None),
             e.owner,
         ]
         for e in items
@@ -156,8 +141,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             [
                 str(r.number),
                 r.status,
-                _local(r.started_at),
-                _duration(r.duration_seconds),
+                local_time(r.started_at),
+                duration(r.duration_seconds),
                 "-" if r.exit_code is None else str(r.exit_code),
                 r.reason or "",
             ]
@@ -334,7 +319,7 @@ def cmd_users(args: argparse.Namespace) -> int:
                 u.username,
                 "admin" if u.is_admin else "user",
                 "password" if u.has_password else "hub/OS identity",
-                _local(u.created_at),
+                local_time(u.created_at),
             ]
             for u in users
         ]

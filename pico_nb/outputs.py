@@ -1,4 +1,9 @@
-"""Reading what a run produced, safely: summary.json, preview images, the file list."""
+"""Reading what a run produced, safely: summary.json, preview images, the file list.
+
+summary.json is the pipeline's contract with the viewers: key numbers at the top level
+(frames, neurons, total_seconds, …) and `previews.images`, a list of {title, path} with paths
+relative to the output folder.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +42,9 @@ def collect(run_id: int, root: Path) -> Results:
         except (OSError, ValueError):
             summary = None
     if isinstance(summary, dict):
-        for item in summary.get("images", []) or []:
+        previews = summary.get("previews")
+        listed = previews.get("images", []) if isinstance(previews, dict) else []
+        for item in listed if isinstance(listed, list) else []:
             try:
                 path = _inside(root, str(item["path"]))
             except (KeyError, TypeError, PermissionDenied, ValidationError):

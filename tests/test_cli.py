@@ -16,7 +16,7 @@ import pytest
 
 from pico_nb.cli import main
 
-from conftest import TEST_PIPELINE
+from support import TEST_PIPELINE
 
 Cli = Callable[..., "Result"]
 

@@ -10,7 +10,7 @@ import pytest
 from pico_nb.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from pico_nb.lab import Lab
 
-from conftest import write_frames
+from support import write_frames
 
 LabFor = Callable[..., Lab]
 

@@ -1,74 +1,24 @@
-"""`pico-nb dashboard`: serve notebooks/dashboard.ipynb with Voila on 127.0.0.1, ready to use."""
+"""`pico-nb dashboard`: serve notebooks/dashboard.ipynb with Voila on 127.0.0.1, ready to use.
+
+This module stays light, since the CLI registers its command on every start; the Voila
+server itself is in voila_server.py.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import queue
-import secrets
 import subprocess
 import sys
 import threading
-import webbrowser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tornado.ioloop import IOLoop
-from traitlets import default
-from voila.app import Voila
-from voila.tornado.handler import TornadoVoilaHandler
-
-from pico_nb.widgets import default_lab, server
+from pico_nb.widgets import default_lab
 
 if TYPE_CHECKING:
     from pico_nb.lab import Lab
-
-ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
-CONFIG_DIR = ROOT / "jupyter_config"
-
-
-class DashboardPage(TornadoVoilaHandler):
-    """The dashboard page, also setting the _xsrf cookie that Voila's unload beacon must send.
-
-    Without it the beacon that shuts a closed tab's kernel down is refused (403), and kernels
-    would linger until culled.
-    """
-
-    async def get(self, path: str | None = None) -> None:
-        _ = self.xsrf_token  # reading it sets the cookie
-        await super().get(path)
-
-
-class DashboardServer(Voila):
-    """Voila with the project's config, the log download route and a token in the printed URL."""
-
-    @default("config_file_paths")
-    def _config_file_paths_default(self) -> list[str]:
-        return [str(CONFIG_DIR)]
-
-    def init_handlers(self) -> list[Any]:
-        """The download route first, so Voila's catch-all routes never shadow it."""
-        voila = [
-            (route, DashboardPage, *rest)
-            if handler is TornadoVoilaHandler
-            else (route, handler, *rest)
-            for route, handler, *rest in super().init_handlers()
-        ]
-        return [*server.handlers(self.base_url, default_lab), *voila]
-
-    def start(self) -> None:
-        IOLoop.current().add_callback(self._announce)
-        super().start()
-
-    def _announce(self) -> None:
-        """Print the URL once the port is bound (and open it unless asked not to)."""
-        url = f"http://{self.ip}:{self.port}/?token={self.token}"
-        print(f"pico-nb dashboard: {url}", flush=True)
-        if self.pico_open_browser:
-            webbrowser.open(url)
-
-    pico_open_browser = False
 
 
 def ensure_demo(lab: Lab) -> None:
@@ -82,26 +32,6 @@ def ensure_demo(lab: Lab) -> None:
         demo_experiment(lab)
     except ImportError as exc:
         print(f"demo data unavailable: {exc}", file=sys.stderr)
-
-
-def serve(port: int, open_browser: bool, demo: bool = True) -> int:
-    """Run the dashboard until interrupted."""
-    if demo:
-        ensure_demo(default_lab())
-    app = DashboardServer()
-    app.pico_open_browser = open_browser
-    app.initialize(
-        [
-            str(NOTEBOOK),
-            f"--port={port}",
-            "--Voila.ip=127.0.0.1",
-            "--Voila.port_retries=0",
-            "--Voila.open_browser=False",
-            f"--Voila.token={secrets.token_urlsafe(24)}",
-        ]
-    )
-    app.start()
-    return 0
 
 
 def start_background(
@@ -146,7 +76,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     """The CLI's global --home reaches the dashboard's kernels through the environment."""
     if getattr(args, "home", None):
         os.environ["PICO_NB_HOME"] = str(Path(args.home).expanduser().resolve())
-    return serve(args.port, not args.no_browser, demo=not args.no_demo)
+    from pico_nb.widgets.voila_server import serve
+
+    if not args.no_demo:
+        ensure_demo(default_lab())
+    return serve(args.port, not args.no_browser)
 
 
 def add_commands(sub: Any) -> None:

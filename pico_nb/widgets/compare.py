@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from pico_nb.schemas import ExperimentRecord
+from pico_nb.text import esc, value_text
 from pico_nb.widgets import default_lab
-from pico_nb.widgets.format import esc, value_text
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
 
 if TYPE_CHECKING:

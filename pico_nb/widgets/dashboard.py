@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from pico_nb.schemas import ExperimentRecord, RunRecord
+from pico_nb.text import esc
 from pico_nb.widgets import default_lab
 from pico_nb.widgets.compare import CompareView
 from pico_nb.widgets.detail import ExperimentDetail
 from pico_nb.widgets.experiment_list import ExperimentList
 from pico_nb.widgets.form import ExperimentForm
-from pico_nb.widgets.format import esc
 from pico_nb.widgets.resources import ResourcesView
 from pico_nb.widgets.style import MessageBar, guarded, styled, stylesheet
 

@@ -10,9 +10,9 @@ import ipywidgets as w
 import traitlets as t
 
 from pico_nb.schemas import ExperimentRecord, RunRecord
+from pico_nb.text import duration, esc, local_time, value_text
 from pico_nb.widgets import default_lab
 from pico_nb.widgets.form import ExperimentForm
-from pico_nb.widgets.format import duration, esc, local_time, value_text
 from pico_nb.widgets.results import ResultsView
 from pico_nb.widgets.run_panel import RunPanel
 from pico_nb.widgets.style import MessageBar, badge, guarded, heading, styled, stylesheet

@@ -11,8 +11,8 @@ import ipywidgets as w
 import traitlets as t
 
 from pico_nb.schemas import ExperimentRecord
+from pico_nb.text import duration, esc, local_time
 from pico_nb.widgets import default_lab
-from pico_nb.widgets.format import duration, esc, local_time
 from pico_nb.widgets.style import MessageBar, badge, guarded, styled, stylesheet
 from pico_nb.widgets.ticker import Ticker
 

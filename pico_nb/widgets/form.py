@@ -11,8 +11,8 @@ import traitlets as t
 from pico_nb.errors import ValidationError
 from pico_nb.params import Param
 from pico_nb.schemas import ExperimentRecord, RunRecord
+from pico_nb.text import esc, value_text
 from pico_nb.widgets import default_lab
-from pico_nb.widgets.format import esc, value_text
 from pico_nb.widgets.style import MessageBar, guarded, heading, heading_html, styled, stylesheet
 
 if TYPE_CHECKING:

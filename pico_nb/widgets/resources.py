@@ -10,8 +10,8 @@ import ipywidgets as w
 import psutil
 import traitlets as t
 
+from pico_nb.text import esc, size
 from pico_nb.widgets import default_lab
-from pico_nb.widgets.format import esc, size
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
 from pico_nb.widgets.ticker import Ticker
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from pico_nb.schemas import Results
+from pico_nb.text import duration, esc, size
 from pico_nb.widgets import default_lab
-from pico_nb.widgets.format import duration, esc, size
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
 
 if TYPE_CHECKING:
@@ -42,20 +42,6 @@ def key_numbers(summary: dict[str, Any]) -> list[tuple[str, str]]:
             except (TypeError, ValueError):
                 continue
     return out
-
-
-def summary_images(results: Results) -> list[tuple[str, str]]:
-    """(title, path) of the previews: the Lab's list, else the pipeline's previews section."""
-    if results.images:
-        return [(i.title, i.path) for i in results.images]
-    previews = (results.summary or {}).get("previews") or {}
-    files = {f.path for f in results.files}
-    items = previews.get("images", []) if isinstance(previews, dict) else []
-    return [
-        (str(i.get("title", i.get("path"))), str(i["path"]))
-        for i in items
-        if isinstance(i, dict) and str(i.get("path")) in files
-    ]
 
 
 class ResultsView(w.VBox):
@@ -95,7 +81,7 @@ class ResultsView(w.VBox):
             for k, v in numbers
         )
         self.gallery.children = [
-            self._figure(title, path) for title, path in summary_images(results)[:MAX_IMAGES]
+            self._figure(image.title, image.path) for image in results.images[:MAX_IMAGES]
         ]
         self.files.value = self._file_table(results)
 

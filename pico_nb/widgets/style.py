@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import ipywidgets as w
 
-from pico_nb.widgets.format import error_text, esc
+from pico_nb.text import error_text, esc
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from lab_server import PASSWORDS, Hub
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
-from widgets.chromium import launch  # the project's one way to start Chromium
 
 from pico_nb.hub.client import RemoteLab
+
+from chromium import launch  # the project's one way to start Chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

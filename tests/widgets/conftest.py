@@ -10,12 +10,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-from chromium import launch
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from pico_nb.lab import Lab
 from pico_nb.settings import Settings
 from pico_nb.widgets.app import start_background, stop_background
+
+from chromium import launch
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ def write_preview(out: Path) -> None:
         "frames": 3,
         "neurons": 7,
         "total_seconds": 4.5,
-        "images": [{"title": "mean image", "path": "mean.png"}],
+        "previews": {"images": [{"title": "mean image", "path": "mean.png"}]},
     }
     (out / "summary.json").write_text(json.dumps(summary))
 

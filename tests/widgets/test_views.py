@@ -135,7 +135,7 @@ def write_results(out: Path) -> None:
         "size": [256, 256],
         "neurons": 42,
         "total_seconds": 75.2,
-        "images": [{"title": "mean <image>", "path": "mean.png"}],
+        "previews": {"images": [{"title": "mean <image>", "path": "mean.png"}]},
     }
     (out / "summary.json").write_text(json.dumps(summary))
 

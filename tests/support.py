@@ -1,0 +1,22 @@
+"""Helpers the test packages share; conftest files and tests import them from here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+PG_ADMIN_URL = os.environ.get("PICO_NB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_PIPELINE = Path(__file__).parent / "fake_pipeline.py"
+
+
+def write_frames(folder: Path, count: int = 3, size: tuple[int, int] = (16, 16)) -> Path:
+    """A tiny frame_N.jpg sequence, as the microscope writes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        data = rng.integers(0, 255, size=size, dtype=np.uint8)
+        Image.fromarray(data).save(folder / f"frame_{i}.jpg")
+    return folder
