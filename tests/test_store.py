@@ -20,7 +20,7 @@ def test_migration_from_an_empty_database(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
     database = db.open_database(url)
     assert db.current_revision(database.engine) == db.head_revision(database.engine)
-    assert db.SCHEMA_REVISION == db.head_revision(database.engine)
+    assert db.head_revision(database.engine) == db.SCHEMA_REVISION
     tables = set(inspect(database.engine).get_table_names())
     assert {"users", "experiments", "runs", "alembic_version"} <= tables
     with database.engine.connect() as conn:
