@@ -13,11 +13,9 @@ _Z_LIMIT = 8.0
 
 def thumbnails(frames: np.ndarray) -> np.ndarray:
     """16×16 block means per frame: enough to see a tear or a dropout, tiny to keep for all."""
-    return np.stack(
-        [
-            cv2.resize(f.astype(np.float32), (THUMB, THUMB), interpolation=cv2.INTER_AREA)
-            for f in frames
-        ]
+    size = (THUMB, THUMB)
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]).astype(
+        np.float32
     )
 
 

@@ -71,7 +71,9 @@ def _whitened(images: np.ndarray, taper: np.ndarray) -> np.ndarray:
     centred = images - images.mean(axis=(-2, -1), keepdims=True)
     centred *= taper
     spectra = sfft.rfft2(centred, workers=FFT_WORKERS)
-    spectra /= np.abs(spectra) + 1e-6
+    magnitude = np.abs(spectra)
+    magnitude += 1e-6
+    spectra /= magnitude
     return spectra
 
 
@@ -138,11 +140,10 @@ class Rigid:
 
     def estimate_small(self, small: np.ndarray) -> np.ndarray:
         """Shifts (n, 2) of block-averaged frames, in full-resolution pixels."""
-        cc = sfft.irfft2(
-            self.reference * np.conj(_whitened(small, self.taper)),
-            s=self.small_shape,
-            workers=FFT_WORKERS,
-        )
+        cross = _whitened(small, self.taper)
+        np.conj(cross, out=cross)
+        cross *= self.reference
+        cc = sfft.irfft2(cross, s=self.small_shape, workers=FFT_WORKERS)
         radius = tuple(
             int(min(m / self.scale + 1, s // 2 - 2))
             for m, s in zip(self.max_shifts, self.small_shape, strict=True)

@@ -36,10 +36,12 @@ TRACE_PAGE = 10
 
 
 def _frame_sum(frames: np.ndarray) -> np.ndarray:
-    """Sum over frames in float32, frame by frame (fast for uint8; NaN borders count as 0)."""
+    """Sum over frames: exact integer sums for integer movies, NaN borders count as 0."""
+    if frames.dtype.kind in "ui":
+        return frames.sum(axis=0, dtype=np.uint64 if frames.itemsize > 1 else np.uint32)
     total = np.zeros(frames.shape[1:], np.float32)
     for frame in frames:
-        total += np.nan_to_num(frame) if frame.dtype.kind == "f" else frame
+        total += np.nan_to_num(frame)
     return total
 
 
@@ -244,7 +246,8 @@ def bin_size(n_frames: int, fr: float) -> int:
 def _bin_means(frames: np.ndarray, size: int) -> np.ndarray:
     """Means of consecutive groups of size frames (the last group may be shorter)."""
     groups = range(0, len(frames), size)
-    return np.stack([_frame_sum(frames[g : g + size]) / len(frames[g : g + size]) for g in groups])
+    sums = [_frame_sum(frames[g : g + size]) / len(frames[g : g + size]) for g in groups]
+    return np.stack(sums).astype(np.float32)
 
 
 def remove_background(run: Run) -> None:
