@@ -378,3 +378,16 @@ def test_environment_of_the_pipeline(lab_for: LabFor, frames: Path, tmp_path: Pa
     assert proc.cwd() == run.output_path
     (tmp_path / "gate").touch()
     assert lab.wait(run.id, timeout=30).status == "completed"
+
+
+def test_a_follower_can_stop_early(lab_for: LabFor, frames: Path, tmp_path: Path) -> None:
+    lab = lab_for()
+    gate = tmp_path / "gate"
+    run = lab.run_experiment(experiment(lab, frames, tmp_path, wait_file=str(gate)))
+    seen: list[str] = []
+    for event in lab.follow_log(run.id, stop=lambda: "waiting" in seen):
+        if event.line is not None:
+            seen.append(event.line)
+    assert seen[-1] == "waiting" and lab.get_run(run.id).status == "running"
+    gate.touch()
+    assert lab.wait(run.id, timeout=60).status == "completed"

@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
@@ -301,20 +301,28 @@ class RemoteLab:
         return self._one(LogChunk, "GET", f"runs/{_seg(run_id)}/log", query=query)
 
     def follow_log(
-        self, run_id: int, offset: int = 0, from_tail: int | None = None, poll: float = 0.05
+        self,
+        run_id: int,
+        offset: int = 0,
+        from_tail: int | None = None,
+        poll: float = 0.05,
+        stop: Callable[[], bool] | None = None,
     ) -> Iterator[LogLine]:
-        """Yield lines and progress live from the service's event stream until the run ends;
-        a dropped stream (a service restart) resumes from the last offset."""
+        """Yield lines and progress live from the service's event stream until the run ends
+        (or `stop()`, checked at every event and keepalive); a dropped stream (a service
+        restart) resumes from the last offset."""
         path = f"runs/{_seg(run_id)}/log/follow"
         query: dict[str, Any] = {"offset": offset, "from_tail": from_tail}
         down_since: float | None = None
-        while True:
+        while stop is None or not stop():
             try:
                 with self._open("GET", path, query, None, STREAM_TIMEOUT) as stream:
                     down_since = None
                     for kind, data in _events(stream):
-                        if kind == "end":
+                        if kind == "end" or (stop is not None and stop()):
                             return
+                        if kind == "keepalive":
+                            continue
                         if kind == "error":
                             raise_for(500, data.encode())
                         event = LogLine.model_validate_json(data)
@@ -375,3 +383,5 @@ def _events(stream: Any) -> Iterator[tuple[str, str]]:
             kind = line[6:].strip()
         elif line.startswith("data:"):
             data.append(line[5:].lstrip())
+        elif line.startswith(":"):  # a keepalive: lets the reader check whether to stop
+            yield "keepalive", ""

@@ -40,7 +40,7 @@ from pico_nb.settings import Settings, load_settings
 log = logging.getLogger("pico_nb.hub.service")
 
 Endpoint = Callable[[Lab], Callable[..., Any]]
-KEEPALIVE_SECONDS = 15.0
+KEEPALIVE_SECONDS = 5.0
 RECONCILE_SECONDS = 5.0
 DOWNLOAD_CHUNK = 1 << 20
 PUBLIC_SETTINGS = (
@@ -279,7 +279,7 @@ class FollowHandler(ApiHandler):
         self.set_header("X-Accel-Buffering", "no")
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
-        events = self.lab.follow_log(run_id, offset, from_tail)
+        events = self.lab.follow_log(run_id, offset, from_tail, stop=stop.is_set)
         pump = threading.Thread(
             target=_pump,
             args=(events, queue, asyncio.get_running_loop(), stop),

@@ -157,7 +157,9 @@ class RunPanel(w.VBox):
     def _read(self, from_tail: int | None) -> None:
         """Reader thread: collect lines and progress from the log as the pipeline writes them."""
         try:
-            for event in self.lab.follow_log(self.run_id, 0, from_tail=from_tail):
+            for event in self.lab.follow_log(
+                self.run_id, 0, from_tail=from_tail, stop=self._closed.is_set
+            ):
                 if self._closed.is_set():
                     return
                 with self._lock:
