@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install pico_nb into it with the given extras (e.g. "test,hub").
-# Sourced by demo.sh and test.sh; on a fresh Debian machine it also adds python3-venv.
+# Sourced by start.sh and test.sh; on a fresh Debian machine it also adds python3-venv.
 set -euo pipefail
 
 as_root() {
