@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import scipy.fft as sfft
 
-FFT_WORKERS = 2
+FFT_WORKERS = 1  # callers already split chunks between the two cores
 _PEAK_SIGMA = 1.5
 _HIGHPASS_PX = 24.0
 

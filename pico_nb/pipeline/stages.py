@@ -156,7 +156,7 @@ def _template(run: Run, corrected: Corrected, rigid: Rigid, good: np.ndarray) ->
     sample = np.concatenate([shrink(corrected.read(i, i + 1), rigid.scale) for i in picks])
     for _ in range(TEMPLATE_ROUNDS):
         rigid.set_reference(template)
-        shifts = rigid.estimate_small(sample) / rigid.scale
+        shifts = np.concatenate(split_map(rigid.estimate_small, sample)) / rigid.scale
         template = shift_frames(sample, shifts, "copy", True).mean(axis=0)
     rigid.set_reference(template)
     return template
