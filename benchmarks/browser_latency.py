@@ -28,7 +28,7 @@ from pico_nb.settings import load_settings
 from pico_nb.widgets.app import start_background, stop_background
 
 # The browser tests' Chromium launcher, so both drive the browser the same way.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "widgets"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from chromium import launch
 
 SPEC = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
@@ -93,3 +93,12 @@ def lab_for(settings_for: Callable[..., Settings], backend: str) -> Callable[...
 def frames(tmp_path: Path) -> Path:
     """An input folder with three frames."""
     return write_frames(tmp_path / "input")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One system Chromium for the whole session: Playwright's sync API allows one at a time."""
+    from chromium import running_browser
+
+    with running_browser() as chromium:
+        yield chromium

@@ -8,24 +8,13 @@ from pathlib import Path
 
 import pytest
 from lab_server import PASSWORDS, Hub
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from pico_nb.hub.client import RemoteLab
-
-from chromium import launch  # the project's one way to start Chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "hub"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """The system Chromium, driven by Playwright."""
-    with sync_playwright() as p:
-        chromium = launch(p)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -10,13 +10,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from pico_nb.lab import Lab
 from pico_nb.settings import Settings
 from pico_nb.widgets.app import start_background, stop_background
-
-from chromium import launch
 
 
 @pytest.fixture
@@ -86,15 +84,6 @@ def served(settings_for: Callable[..., Settings], frames: Path, tmp_path: Path) 
         yield Served(url=url, data=tmp_path, lab=Lab(settings=settings), pid=proc.pid)
     finally:
         stop_background(proc)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    """The system Chromium, driven by Playwright."""
-    with sync_playwright() as p:
-        chromium = launch(p)
-        yield chromium
-        chromium.close()
 
 
 @pytest.hookimpl(wrapper=True)
