@@ -276,12 +276,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_params(args: argparse.Namespace) -> int:
-    spec = _lab(args).spec if args.home or args.user else None
-    if spec is None:
-        from pico_nb.params import load_spec
-        from pico_nb.settings import load_settings
-
-        spec = load_spec(load_settings().pipeline_spec)
+    spec = _lab(args).spec
     if args.json:
         print(json.dumps(spec.json_schema(), indent=2))
         return 0
