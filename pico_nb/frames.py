@@ -1,70 +1,199 @@
-"""What an input folder holds: frame sequences or TIFF stacks, counted without reading pixels."""
+"""What an input folder holds: frame_N.jpg sequences and TIFF stacks or sequences.
+
+Checked from names and headers alone, without decoding a frame, so forms can confirm a folder
+at once and the pipeline can refuse a bad input before any heavy work.
+"""
 
 from __future__ import annotations
 
 import re
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
+
+import numpy as np
+import tifffile
 
 from pico_nb.errors import ValidationError
 from pico_nb.schemas import FrameInfo
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 TIFF_SUFFIXES = (".tif", ".tiff")
-_NUMBER = re.compile(r"(\d+)")
+_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
-def natural_key(path: Path) -> tuple[object, ...]:
-    """frame_2 sorts before frame_10, as the microscope numbered them."""
-    return tuple(int(p) if p.isdigit() else p.lower() for p in _NUMBER.split(path.name))
+@dataclass(frozen=True)
+class Source:
+    """A checked input movie: its files, how many frames each holds, and the frame format."""
+
+    kind: str
+    files: tuple[Path, ...]
+    frames_per_file: tuple[int, ...]
+    frame_shape: tuple[int, int]
+    dtype: np.dtype
+
+    @property
+    def n_frames(self) -> int:
+        return sum(self.frames_per_file)
+
+    def describe(self) -> str:
+        """One line for logs and summary.json."""
+        first = self.files[0]
+        where = first.parent if len(self.files) > 1 else first
+        return f"{self.kind}: {self.n_frames} frames of {self.frame_shape} {self.dtype} in {where}"
 
 
-def frame_files(folder: Path) -> tuple[str, list[Path]]:
-    """The frame files in reading order and their kind ('jpg' or 'tiff'); JPEG wins if both."""
-    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
-    jpgs = sorted((p for p in files if p.suffix.lower() in JPEG_SUFFIXES), key=natural_key)
-    if jpgs:
-        return "jpg", jpgs
-    tiffs = sorted((p for p in files if p.suffix.lower() in TIFF_SUFFIXES), key=natural_key)
-    return "tiff", tiffs
+def bad_input(path: Path | str, rule: str) -> ValidationError:
+    """Input errors name the pipeline's data_path and the file at fault."""
+    return ValidationError.one("data_path", f"{path}: {rule}")
+
+
+def _size(shape: tuple[int, int]) -> str:
+    """Frame sizes as people write them: height×width."""
+    return f"{shape[0]}×{shape[1]}"
+
+
+def _number(path: Path) -> int | None:
+    """The frame number in a name such as frame_17.jpg (the last digits in the stem)."""
+    match = _NUMBER.search(path.stem)
+    return int(match.group(1)) if match else None
+
+
+def _ordered(files: list[Path]) -> list[Path]:
+    """Files in numeric order; a gap in the numbering means a frame is missing."""
+    numbered = [(_number(f), f) for f in files]
+    if any(n is None for n, _ in numbered):
+        return sorted(files)
+    numbered.sort(key=lambda item: item[0])
+    for (n0, f0), (n1, f1) in pairwise(numbered):
+        if n1 == n0:
+            raise bad_input(f1, f"has the same frame number as {f0.name}")
+        if n1 != n0 + 1:
+            digits = len(_NUMBER.search(f0.stem).group(1))
+            missing = _NUMBER.sub(str(n0 + 1).zfill(digits), f0.stem) + f0.suffix
+            raise bad_input(f0.parent / missing, f"frame {n0 + 1} is missing from the sequence")
+    return [f for _, f in numbered]
+
+
+def jpeg_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the JPEG header alone, without decoding the image."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) != b"\xff\xd8":
+                raise bad_input(path, "is not a JPEG image")
+            while True:
+                byte = f.read(1)
+                while byte == b"\xff":
+                    byte = f.read(1)
+                if not byte:
+                    raise bad_input(path, "is truncated before its image header")
+                marker = byte[0]
+                length_bytes = f.read(2)
+                if len(length_bytes) < 2:
+                    raise bad_input(path, "is truncated before its image header")
+                (length,) = struct.unpack(">H", length_bytes)
+                if marker in _SOF_MARKERS:
+                    header = f.read(5)
+                    if len(header) < 5:
+                        raise bad_input(path, "is truncated in its image header")
+                    _, height, width = struct.unpack(">BHH", header)
+                    f.seek(-2, 2)
+                    if f.read(2) != b"\xff\xd9":
+                        raise bad_input(path, "is truncated (no end-of-image marker)")
+                    return height, width
+                f.seek(length - 2, 1)
+                if f.read(1) != b"\xff":
+                    raise bad_input(path, "has a corrupt JPEG header")
+    except OSError as exc:
+        raise bad_input(path, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def _tiff_layout(path: Path) -> tuple[int, tuple[int, int], np.dtype]:
+    """(frames, (height, width), dtype) of one TIFF file, from its header."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, dtype = tuple(series.shape), np.dtype(series.dtype)
+    except Exception as exc:  # tifffile raises many types for damaged files
+        raise bad_input(path, f"is not a readable TIFF ({exc})") from None
+    if len(shape) >= 3 and shape[-1] in (3, 4):
+        shape = shape[:-1]
+    if len(shape) < 2:
+        raise bad_input(path, f"has shape {shape}; expected frames × height × width")
+    return int(np.prod(shape[:-2])), (shape[-2], shape[-1]), dtype
+
+
+def discover(data_path: str | Path) -> Source:
+    """Check the input and describe it; raises ValidationError naming data_path and the file."""
+    path = Path(data_path)
+    if not path.exists():
+        raise bad_input(path, "does not exist")
+    if path.is_file():
+        if path.suffix.lower() in TIFF_SUFFIXES or path.suffix.lower() in JPEG_SUFFIXES:
+            files = [path]
+        else:
+            raise bad_input(path, "is neither a TIFF file nor a folder of frame_N.jpg images")
+    else:
+        entries = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
+        files = [p for p in entries if p.suffix.lower() in JPEG_SUFFIXES]
+        if not files:
+            files = [p for p in entries if p.suffix.lower() in TIFF_SUFFIXES]
+        if not files:
+            raise bad_input(path, "contains no frame_N.jpg images or TIFF files")
+        files = _ordered(files)
+    if files[0].suffix.lower() in JPEG_SUFFIXES:
+        return _jpeg_source(files)
+    return _tiff_source(files)
+
+
+def _jpeg_source(files: Sequence[Path]) -> Source:
+    """A JPEG sequence whose headers all agree on the frame size."""
+    shape = jpeg_size(files[0])
+    for f in files[1:]:
+        other = jpeg_size(f)
+        if other != shape:
+            raise bad_input(
+                f, f"is {other[0]}×{other[1]} but {files[0].name} is {shape[0]}×{shape[1]}"
+            )
+    return Source("jpeg sequence", tuple(files), (1,) * len(files), shape, np.dtype(np.uint8))
+
+
+def _tiff_source(files: Sequence[Path]) -> Source:
+    """One TIFF stack, or several stacks/single frames concatenated in numeric order."""
+    counts = []
+    frames, shape, dtype = _tiff_layout(files[0])
+    counts.append(frames)
+    for f in files[1:]:
+        n, other, other_dtype = _tiff_layout(f)
+        if other != shape:
+            raise bad_input(
+                f, f"is {other[0]}×{other[1]} but {files[0].name} is {shape[0]}×{shape[1]}"
+            )
+        if other_dtype != dtype:
+            raise bad_input(f, f"holds {other_dtype} pixels but {files[0].name} holds {dtype}")
+        counts.append(n)
+    if dtype not in (np.uint8, np.uint16):
+        dtype = np.dtype(np.float32)
+    kind = "tiff stack" if len(files) == 1 else "tiff sequence"
+    return Source(kind, tuple(files), tuple(counts), shape, dtype)
 
 
 def detect_frames(folder: Path, field: str = "input_path") -> FrameInfo:
-    """Count frames and read the frame size from headers only, so big folders stay quick."""
+    """The input as a form shows it; errors name the form's field instead of data_path."""
     try:
-        kind, files = frame_files(folder)
-    except OSError as exc:
-        raise ValidationError.one(field, f"cannot be read ({exc.strerror})") from None
-    if not files:
-        raise ValidationError.one(field, "holds no frames (*.jpg, *.tif or *.tiff files)")
-    first = files[0]
-    try:
-        if kind == "jpg":
-            from PIL import Image
-
-            with Image.open(first) as image:
-                width, height = image.size
-            count, label = len(files), "jpg sequence"
-        else:
-            import tifffile
-
-            with tifffile.TiffFile(first) as tif:
-                shape = tif.series[0].shape
-                pages = len(tif.pages)
-            height, width = int(shape[-2]), int(shape[-1])
-            if len(files) == 1:
-                count, label = pages, "tiff stack"
-            else:
-                count, label = len(files), "tiff sequence"
-    except Exception as exc:  # any decoder error means the same thing to the analyst
-        raise ValidationError.one(
-            field, f"first frame {first.name} is unreadable ({exc})"
-        ) from None
+        source = discover(folder)
+    except ValidationError as exc:
+        raise ValidationError({field: "; ".join(exc.errors.values())}) from None
+    height, width = source.frame_shape
     return FrameInfo(
         path=str(folder),
-        kind=label,
-        count=count,
-        files=len(files),
-        first=first.name,
+        kind=source.kind,
+        count=source.n_frames,
+        files=len(source.files),
+        first=source.files[0].name,
         width=width,
         height=height,
     )

@@ -27,7 +27,7 @@ class FrameInfo(Record):
     """What an input folder holds, so forms can confirm the folder before saving."""
 
     path: str
-    kind: str  # "jpg sequence", "tiff stack", "tiff sequence"
+    kind: str  # "jpeg sequence", "tiff stack", "tiff sequence"
     count: int
     files: int
     first: str

@@ -97,7 +97,7 @@ def test_folder_rules(alice: Lab, frames: Path, tmp_path: Path) -> None:
     empty.mkdir()
     cases = {
         "input_path": [
-            (str(empty), "holds no frames"),
+            (str(empty), "contains no frame_N.jpg images or TIFF files"),
             (str(tmp_path / "missing"), "not an existing folder"),
             (str(frames / ".." / ".." / ".." / ".."), "data roots"),
             (str(frames / "frame_0.jpg"), "not an existing folder"),
@@ -129,7 +129,7 @@ def test_detect_frames(alice: Lab, tmp_path: Path) -> None:
     folder = write_frames(tmp_path / "many", count=12, size=(20, 30))
     info = alice.detect_frames(str(folder))
     assert (info.kind, info.count, info.first, info.width, info.height) == (
-        "jpg sequence",
+        "jpeg sequence",
         12,
         "frame_0.jpg",
         30,
@@ -317,3 +317,14 @@ def test_per_user_data_roots(lab_for: LabFor, tmp_path: Path) -> None:
         alice.create_experiment("theirs", str(bobs), str(out))
     assert "data roots" in info.value.errors["input_path"]
     assert str(tmp_path / "users" / "alice") in info.value.errors["input_path"]
+
+
+def test_a_gap_in_the_frames_is_refused_at_once(alice: Lab, tmp_path: Path) -> None:
+    folder = write_frames(tmp_path / "gappy", count=4)
+    (folder / "frame_2.jpg").unlink()
+    with pytest.raises(ValidationError) as info:
+        alice.detect_frames(str(folder))
+    assert "frame_2.jpg: frame 2 is missing" in info.value.errors["input_path"]
+    with pytest.raises(ValidationError) as info:
+        alice.create_experiment("gap", str(folder), str(tmp_path / "out"))
+    assert "frame 2 is missing" in info.value.errors["input_path"]

@@ -29,7 +29,7 @@ from pico_nb.settings import Settings
 HOST = socket.gethostname()
 SETTINGS_ENV = "PICO_NB_SUPERVISOR_SETTINGS"
 PLAN_ENV = "PICO_NB_SUPERVISOR_PLAN"
-_PACKAGES = ("pico-nb", "numpy", "scipy", "scikit-image", "opencv-python-headless", "tifffile")
+_PACKAGES = ("pico-nb", "numpy", "scipy", "opencv-python-headless", "tifffile")
 
 
 @cache

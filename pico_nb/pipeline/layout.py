@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pico_nb.errors import ValidationError
-from pico_nb.pipeline.load import Source
+from pico_nb.frames import Source
 from pico_nb.pipeline.progress import banner
 from pico_nb.pipeline.store import frames_per_chunk
 

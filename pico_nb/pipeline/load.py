@@ -1,4 +1,4 @@
-"""Finding and reading the input movie: frame_N.jpg sequences, TIFF stacks and TIFF sequences.
+"""Reading the input movie that pico_nb.frames found: frame_N.jpg sequences and TIFFs.
 
 Everything that can be checked cheaply (names, numbering, frame sizes, crop) is checked
 before any frame is decoded, so a bad input stops the run in seconds with a message
@@ -7,12 +7,8 @@ naming the file.
 
 from __future__ import annotations
 
-import re
-import struct
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -20,158 +16,7 @@ import numpy as np
 import tifffile
 
 from pico_nb.errors import ValidationError
-
-JPEG_SUFFIXES = (".jpg", ".jpeg")
-TIFF_SUFFIXES = (".tif", ".tiff")
-_NUMBER = re.compile(r"(\d+)(?!.*\d)")
-_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-@dataclass(frozen=True)
-class Source:
-    """A checked input movie: its files, how many frames each holds, and the frame format."""
-
-    kind: str
-    files: tuple[Path, ...]
-    frames_per_file: tuple[int, ...]
-    frame_shape: tuple[int, int]
-    dtype: np.dtype
-
-    @property
-    def n_frames(self) -> int:
-        return sum(self.frames_per_file)
-
-    def describe(self) -> str:
-        """One line for logs and summary.json."""
-        first = self.files[0]
-        where = first.parent if len(self.files) > 1 else first
-        return f"{self.kind}: {self.n_frames} frames of {self.frame_shape} {self.dtype} in {where}"
-
-
-def _bad(path: Path | str, rule: str) -> ValidationError:
-    """Input errors always name data_path and the file at fault."""
-    return ValidationError.one("data_path", f"{path}: {rule}")
-
-
-def _number(path: Path) -> int | None:
-    """The frame number in a name such as frame_17.jpg (the last digits in the stem)."""
-    match = _NUMBER.search(path.stem)
-    return int(match.group(1)) if match else None
-
-
-def _ordered(files: list[Path]) -> list[Path]:
-    """Files in numeric order; a gap in the numbering means a frame is missing."""
-    numbered = [(_number(f), f) for f in files]
-    if any(n is None for n, _ in numbered):
-        return sorted(files)
-    numbered.sort(key=lambda item: item[0])
-    for (n0, f0), (n1, f1) in pairwise(numbered):
-        if n1 == n0:
-            raise _bad(f1, f"has the same frame number as {f0.name}")
-        if n1 != n0 + 1:
-            digits = len(_NUMBER.search(f0.stem).group(1))
-            missing = _NUMBER.sub(str(n0 + 1).zfill(digits), f0.stem) + f0.suffix
-            raise _bad(f0.parent / missing, f"frame {n0 + 1} is missing from the sequence")
-    return [f for _, f in numbered]
-
-
-def jpeg_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the JPEG header alone, without decoding the image."""
-    try:
-        with open(path, "rb") as f:
-            if f.read(2) != b"\xff\xd8":
-                raise _bad(path, "is not a JPEG image")
-            while True:
-                byte = f.read(1)
-                while byte == b"\xff":
-                    byte = f.read(1)
-                if not byte:
-                    raise _bad(path, "is truncated before its image header")
-                marker = byte[0]
-                length_bytes = f.read(2)
-                if len(length_bytes) < 2:
-                    raise _bad(path, "is truncated before its image header")
-                (length,) = struct.unpack(">H", length_bytes)
-                if marker in _SOF_MARKERS:
-                    header = f.read(5)
-                    if len(header) < 5:
-                        raise _bad(path, "is truncated in its image header")
-                    _, height, width = struct.unpack(">BHH", header)
-                    f.seek(-2, 2)
-                    if f.read(2) != b"\xff\xd9":
-                        raise _bad(path, "is truncated (no end-of-image marker)")
-                    return height, width
-                f.seek(length - 2, 1)
-                if f.read(1) != b"\xff":
-                    raise _bad(path, "has a corrupt JPEG header")
-    except OSError as exc:
-        raise _bad(path, f"cannot be read ({exc.strerror or exc})") from None
-
-
-def _tiff_layout(path: Path) -> tuple[int, tuple[int, int], np.dtype]:
-    """(frames, (height, width), dtype) of one TIFF file, from its header."""
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            shape, dtype = tuple(series.shape), np.dtype(series.dtype)
-    except Exception as exc:  # tifffile raises many types for damaged files
-        raise _bad(path, f"is not a readable TIFF ({exc})") from None
-    if len(shape) >= 3 and shape[-1] in (3, 4):
-        shape = shape[:-1]
-    if len(shape) < 2:
-        raise _bad(path, f"has shape {shape}; expected frames × height × width")
-    return int(np.prod(shape[:-2])), (shape[-2], shape[-1]), dtype
-
-
-def discover(data_path: str | Path) -> Source:
-    """Check the input and describe it; raises ValidationError naming the field and file."""
-    path = Path(data_path)
-    if not path.exists():
-        raise _bad(path, "does not exist")
-    if path.is_file():
-        if path.suffix.lower() in TIFF_SUFFIXES or path.suffix.lower() in JPEG_SUFFIXES:
-            files = [path]
-        else:
-            raise _bad(path, "is neither a TIFF file nor a folder of frame_N.jpg images")
-    else:
-        entries = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
-        files = [p for p in entries if p.suffix.lower() in JPEG_SUFFIXES]
-        if not files:
-            files = [p for p in entries if p.suffix.lower() in TIFF_SUFFIXES]
-        if not files:
-            raise _bad(path, "contains no frame_N.jpg images or TIFF files")
-        files = _ordered(files)
-    if files[0].suffix.lower() in JPEG_SUFFIXES:
-        return _jpeg_source(files)
-    return _tiff_source(files)
-
-
-def _jpeg_source(files: Sequence[Path]) -> Source:
-    """A JPEG sequence whose headers all agree on the frame size."""
-    shape = jpeg_size(files[0])
-    for f in files[1:]:
-        other = jpeg_size(f)
-        if other != shape:
-            raise _bad(f, f"is {other[0]}×{other[1]} but {files[0].name} is {shape[0]}×{shape[1]}")
-    return Source("jpeg sequence", tuple(files), (1,) * len(files), shape, np.dtype(np.uint8))
-
-
-def _tiff_source(files: Sequence[Path]) -> Source:
-    """One TIFF stack, or several stacks/single frames concatenated in numeric order."""
-    counts = []
-    frames, shape, dtype = _tiff_layout(files[0])
-    counts.append(frames)
-    for f in files[1:]:
-        n, other, other_dtype = _tiff_layout(f)
-        if other != shape:
-            raise _bad(f, f"is {other[0]}×{other[1]} but {files[0].name} is {shape[0]}×{shape[1]}")
-        if other_dtype != dtype:
-            raise _bad(f, f"holds {other_dtype} pixels but {files[0].name} holds {dtype}")
-        counts.append(n)
-    if dtype not in (np.uint8, np.uint16):
-        dtype = np.dtype(np.float32)
-    kind = "tiff stack" if len(files) == 1 else "tiff sequence"
-    return Source(kind, tuple(files), tuple(counts), shape, dtype)
+from pico_nb.frames import Source, bad_input
 
 
 def check_crop(source: Source, crop: Sequence[int]) -> tuple[slice, slice]:
@@ -205,9 +50,9 @@ class FrameReader:
         """One decoded JPEG frame, or an error naming the file."""
         image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if image is None:
-            raise _bad(path, "cannot be decoded (damaged or not an image)")
+            raise bad_input(path, "cannot be decoded (damaged or not an image)")
         if image.shape != self.source.frame_shape:
-            raise _bad(path, f"decodes to {image.shape} instead of {self.source.frame_shape}")
+            raise bad_input(path, f"decodes to {image.shape} instead of {self.source.frame_shape}")
         return image
 
     def read(self, start: int, stop: int) -> np.ndarray:
@@ -229,7 +74,7 @@ class FrameReader:
                 with tifffile.TiffFile(path) as tif:
                     data = tif.asarray(key=range(lo, hi)) if hi - lo > 1 else tif.asarray(key=lo)
             except Exception as exc:  # a damaged page can raise many types
-                raise _bad(path, f"frames {lo}-{hi} cannot be read ({exc})") from None
+                raise bad_input(path, f"frames {lo}-{hi} cannot be read ({exc})") from None
             if data.shape[-1] in (3, 4) and data.shape[-3:-1] == src.frame_shape:
                 data = _gray(data)
             out[filled : filled + hi - lo] = data.reshape(hi - lo, *src.frame_shape)

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pico_nb.errors import PicoError, ValidationError
+from pico_nb.frames import discover
 from pico_nb.params import builtin_spec
 from pico_nb.pipeline.layout import Layout, Run
-from pico_nb.pipeline.load import check_crop, discover
+from pico_nb.pipeline.load import check_crop
 
 
 def _first_stage(run: Run) -> int:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from pico_nb.pipeline.load import FrameReader, discover
+from pico_nb.frames import discover
+from pico_nb.pipeline.load import FrameReader
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 

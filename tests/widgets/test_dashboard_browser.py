@@ -58,7 +58,7 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
     field(page, "Name").fill("Mouse 12 <day 3>")
     field(page, "Input folder").fill(str(served.data / "input"))
     page.get_by_role("button", name="Detect frames").click()
-    expect(page.locator(".pico-form")).to_contain_text("3 frames · jpg sequence")
+    expect(page.locator(".pico-form")).to_contain_text("3 frames · jpeg sequence")
     field(page, "Output folder").fill("/etc/not-a-data-root")
     page.get_by_text("Parameters", exact=True).click()
     field(page, "wait_file").fill(str(gate))

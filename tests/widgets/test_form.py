@@ -79,10 +79,10 @@ def test_detect_frames(lab: Lab, frames: Path, tmp_path: Path) -> None:
     form = ExperimentForm(lab)
     form.input_path.box.value = str(frames)
     form.input_path.children[0].children[2].click()
-    assert "3 frames" in form.frames.value and "jpg sequence" in form.frames.value
+    assert "3 frames" in form.frames.value and "jpeg sequence" in form.frames.value
     form.input_path.box.value = str(tmp_path)
     form.input_path.children[0].children[2].click()
-    assert "no frames" in form.input_path.error
+    assert "contains no frame_N.jpg images" in form.input_path.error
 
 
 def test_save_and_run(lab: Lab, frames: Path, tmp_path: Path) -> None:
