@@ -19,8 +19,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
-from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from pico_nb.lab import Lab
@@ -91,7 +91,7 @@ def latency(root: Path, lines: int, interval: float) -> list[float]:
     (root / "ticker.py").write_text(textwrap.dedent(TICKER))
     movie = root / "movie"
     movie.mkdir()
-    Image.fromarray(np.zeros((16, 16), np.uint8)).save(movie / "frame_0.jpg")
+    cv2.imwrite(str(movie / "frame_0.jpg"), np.zeros((16, 16), np.uint8))
     home = root / "home"
     settings = load_settings(
         home, data_roots=[str(root)], pipeline_spec=str(root / "ticker.toml"), heartbeat_seconds=1

@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
-from PIL import Image
 
 from pico_nb.lab import Lab
 from pico_nb.settings import load_settings
@@ -84,7 +84,7 @@ def main() -> None:
         (root / "spec.toml").write_text(SPEC)
         frames = root / "frames"
         frames.mkdir()
-        Image.fromarray(np.zeros((8, 8), np.uint8)).save(frames / "frame_0.jpg")
+        cv2.imwrite(str(frames / "frame_0.jpg"), np.zeros((8, 8), np.uint8))
         settings = load_settings(
             root / "home", data_roots=[str(root)], pipeline_spec=str(root / "spec.toml")
         )

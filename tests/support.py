@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
-from PIL import Image
 
 PG_ADMIN_URL = os.environ.get("PICO_NB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_PIPELINE = Path(__file__).parent / "fake_pipeline.py"
@@ -18,5 +18,5 @@ def write_frames(folder: Path, count: int = 3, size: tuple[int, int] = (16, 16))
     rng = np.random.default_rng(0)
     for i in range(count):
         data = rng.integers(0, 255, size=size, dtype=np.uint8)
-        Image.fromarray(data).save(folder / f"frame_{i}.jpg")
+        cv2.imwrite(str(folder / f"frame_{i}.jpg"), data)
     return folder

@@ -7,9 +7,9 @@ import re
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
-from PIL import Image
 from playwright.sync_api import Page, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -35,7 +35,7 @@ def write_preview(out: Path) -> None:
     """What the pipeline leaves for the gallery: summary.json naming a PNG."""
     out.mkdir(parents=True, exist_ok=True)
     ramp = np.tile(np.arange(160, dtype=np.uint8), (120, 1))
-    Image.fromarray(ramp).save(out / "mean.png")
+    cv2.imwrite(str(out / "mean.png"), ramp)
     summary = {
         "frames": 3,
         "neurons": 7,

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
-from PIL import Image
 
 from pico_nb.lab import Lab
 from pico_nb.widgets.compare import CompareView
@@ -129,7 +129,7 @@ def test_detail_clone_highlights_parent_and_delete(lab: Lab, make_experiment) ->
 def write_results(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     pixels = (np.arange(64 * 64).reshape(64, 64) % 255).astype(np.uint8)
-    Image.fromarray(pixels).save(out / "mean.png")
+    cv2.imwrite(str(out / "mean.png"), pixels)
     summary = {
         "frames": 1000,
         "size": [256, 256],
