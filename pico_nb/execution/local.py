@@ -14,7 +14,6 @@ import threading
 from datetime import timedelta
 from functools import cache
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -22,13 +21,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from pico_nb.db import Database
+from pico_nb.execution.supervisor import PLAN_ENV, SETTINGS_ENV
 from pico_nb.models import Run, utcnow
 from pico_nb.params import PipelineSpec
 from pico_nb.settings import Settings
 
 HOST = socket.gethostname()
-SETTINGS_ENV = "PICO_NB_SUPERVISOR_SETTINGS"
-PLAN_ENV = "PICO_NB_SUPERVISOR_PLAN"
 _PACKAGES = ("pico-nb", "numpy", "scipy", "opencv-python-headless", "tifffile")
 
 
@@ -258,10 +256,3 @@ def queue_state(session: Session, settings: Settings) -> dict[str, Any]:
 def settings_from_env() -> Settings:
     """The settings the launching Lab used, handed to the supervisor through its environment."""
     return Settings(**json.loads(os.environ[SETTINGS_ENV]))
-
-
-def ensure_dir(path: str) -> Path:
-    """Create the output folder at run time, so a new experiment needs no folder yet."""
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder

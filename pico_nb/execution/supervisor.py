@@ -32,7 +32,9 @@ PIPE_SIZE = 1 << 20  # a roomy pipe: a chatty pipeline rarely waits for the log 
 PROGRESS_INTERVAL = 1.0
 WAKE = threading.Event()
 """Set by SIGTERM: a Lab on this host asks us to look for a stop request now."""
-_PRIVATE_ENV = ("PICO_NB_SUPERVISOR_SETTINGS", "PICO_NB_SUPERVISOR_PLAN")
+SETTINGS_ENV = "PICO_NB_SUPERVISOR_SETTINGS"  # the launcher's settings, as JSON
+PLAN_ENV = "PICO_NB_SUPERVISOR_PLAN"  # argv, log and output paths, GPUs, header lines
+_PRIVATE_ENV = (SETTINGS_ENV, PLAN_ENV)
 
 
 def describe_exit(
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda _signum, _frame: WAKE.set())  # before anything else
-    plan = json.loads(os.environ["PICO_NB_SUPERVISOR_PLAN"])
+    plan = json.loads(os.environ[PLAN_ENV])
     try:
         started: tuple[subprocess.Popen[bytes], LogWriter] | OSError = start_pipeline(plan)
     except OSError as exc:
