@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import os
@@ -11,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pico_nb
+from pico_nb.demo import DELEGATED, add_demo_commands, run_delegated
 from pico_nb.errors import PicoError, ValidationError
 from pico_nb.schemas import ExperimentRecord, Record, RunRecord
 from pico_nb.text import duration, local_time
@@ -417,7 +419,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revoke", action="store_true", help="with admin: take admin rights away")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
 
-    from pico_nb.demo import add_demo_commands
     from pico_nb.hub.launch import add_commands as add_hub_commands
     from pico_nb.widgets.app import add_commands as add_dashboard_commands
 
@@ -429,10 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; errors become one line on stderr and a non-zero exit."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv and argv[0] in DELEGATED:
+        command = functools.partial(run_delegated, argv[0], argv[1:])
+    else:
+        args = parser.parse_args(argv)
+        command = functools.partial(args.handler, args)
     try:
-        return args.handler(args)
+        return command()
     except ValidationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

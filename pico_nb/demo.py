@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -50,42 +51,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
-def cmd_demo_data(args: argparse.Namespace) -> int:
-    """Write a synthetic movie with ground truth where the user asks."""
-    from pico_nb.pipeline import synthetic
-
-    out = synthetic.generate(
-        Path(args.out).expanduser().resolve(),
-        size=(args.size[0], args.size[1]),
-        frames=args.frames,
-        seed=args.seed,
-        fmt=args.format,
-    )
-    print(f"wrote demo movie and ground_truth.npz to {out}")
-    return 0
+DELEGATED = {
+    "demo-data": ("pico_nb.pipeline.synthetic", "generate a synthetic movie with ground truth"),
+    "score": ("pico_nb.pipeline.score", "score a run's neurons against ground truth"),
+}
+"""Commands whose own argument parsers live with the pipeline; the CLI hands them over whole."""
 
 
-def cmd_score(args: argparse.Namespace) -> int:
-    """Compare a run's neurons with ground truth."""
-    from pico_nb.pipeline import score
-
-    report = score.score(Path(args.out_path), Path(args.ground_truth))
-    print(score.format_report(report))
-    return 0
+def run_delegated(name: str, argv: list[str]) -> int:
+    """Run a pipeline tool's own command line as `pico-nb NAME`."""
+    module = importlib.import_module(DELEGATED[name][0])
+    return int(module.main(argv, prog=f"pico-nb {name}"))
 
 
 def add_demo_commands(sub: Any) -> None:
     """Register demo, demo-data and score on the CLI."""
     p = sub.add_parser("demo", help="run the built-in pipeline on generated data, end to end")
     p.set_defaults(handler=cmd_demo)
-    p = sub.add_parser("demo-data", help="generate a synthetic movie with ground truth")
-    p.set_defaults(handler=cmd_demo_data)
-    p.add_argument("out")
-    p.add_argument("--size", type=int, nargs=2, default=[512, 512], metavar=("H", "W"))
-    p.add_argument("--frames", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--format", choices=["jpg", "tiff", "both"], default="jpg")
-    p = sub.add_parser("score", help="score a run's neurons against ground truth")
-    p.set_defaults(handler=cmd_score)
-    p.add_argument("out_path")
-    p.add_argument("ground_truth")
+    for name, (_module, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)  # listed; main() hands over

@@ -183,3 +183,14 @@ def test_users(cli: Cli) -> None:
     cli("users", "passwd", "carol", "--password-stdin", stdin="another long one\n")
     cli("users", "delete", "carol")
     cli("users", "delete", "carol", code=1)
+
+
+def test_demo_data_and_score_are_the_pipeline_tools(cli: Cli, tmp_path: Path) -> None:
+    made = cli("demo-data", str(tmp_path / "movie"), "--size", "48", "40", "--frames", "12")
+    assert "ground_truth.npz" in made.stdout
+    assert (tmp_path / "movie" / "ground_truth.npz").exists()
+    assert len(list((tmp_path / "movie").glob("frame_*.jpg"))) == 12
+    bad = cli(
+        "score", str(tmp_path / "nothing"), str(tmp_path / "movie" / "ground_truth.npz"), code=2
+    )
+    assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1

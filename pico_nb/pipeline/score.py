@@ -185,11 +185,9 @@ def format_report(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m pico_nb.pipeline.score") -> int:
     """CLI: python -m pico_nb.pipeline.score OUT_PATH GROUND_TRUTH [--json]."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pico_nb.pipeline.score", description=score.__doc__
-    )
+    parser = argparse.ArgumentParser(prog=prog, description=score.__doc__)
     parser.add_argument("out_path", type=Path, help="output folder of a finished run")
     parser.add_argument("ground_truth", type=Path, help="ground_truth.npz or Neurofinder JSON")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")

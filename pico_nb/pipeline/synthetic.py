@@ -326,11 +326,11 @@ def unpack_masks(npz: np.lib.npyio.NpzFile) -> np.ndarray:
     return np.unpackbits(npz["masks"], axis=1, count=h * w).reshape(n, h, w).astype(bool)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, prog: str = "python -m pico_nb.pipeline.synthetic"
+) -> int:
     """CLI: python -m pico_nb.pipeline.synthetic OUT [--size H W] [--frames N] ..."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pico_nb.pipeline.synthetic", description=generate.__doc__
-    )
+    parser = argparse.ArgumentParser(prog=prog, description=generate.__doc__)
     parser.add_argument("out", type=Path, help="folder to write the demo movie into")
     parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
     parser.add_argument("--frames", type=int, default=2000)
