@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pico_nb import logs, outputs, passwords
+from pico_nb import logs, logstream, outputs, passwords
 from pico_nb.db import Database, open_database
 from pico_nb.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from pico_nb.execution import local
+from pico_nb.execution import Executor, executor_for, local
+from pico_nb.execution.celery import worker_state
 from pico_nb.frames import detect_frames
-from pico_nb.models import ACTIVE_STATUSES, RUN_STATUSES, Experiment, Run, User, utcnow
+from pico_nb.models import ACTIVE_STATUSES, RUN_STATUSES, Experiment, Run, User, Worker, utcnow
 from pico_nb.params import PipelineSpec, load_spec
 from pico_nb.schemas import (
     ExperimentRecord,
@@ -28,6 +30,7 @@ from pico_nb.schemas import (
     Results,
     RunRecord,
     UserRecord,
+    WorkerRecord,
 )
 from pico_nb.settings import Settings, load_settings
 from pico_nb.validation import (
@@ -66,15 +69,19 @@ class Lab:
         self.settings = settings or load_settings(home)
         self.spec: PipelineSpec = load_spec(self.settings.pipeline_spec)
         self.db: Database = open_database(self.settings.effective_database_url)
+        self.executor: Executor = executor_for(self.db, self.settings)
         self.username = (user or current_username()).strip()
         self._operator = operator
         try:
             check_name(self.username)
         except ValueError as exc:
             raise ValidationError.one("user", str(exc)) from None
-        with self.db.write() as session:
-            row = self._user_row(session)
-            self._user_id = row.id
+        try:
+            with self.db.write() as session:
+                self._user_id = self._user_row(session).id
+        except IntegrityError:  # another process added this user first (PostgreSQL)
+            with self.db.write() as session:
+                self._user_id = self._user_row(session).id
         self.reconcile()
 
     @classmethod
@@ -460,12 +467,13 @@ class Lab:
                 output_path=values["output_path"],
                 log_path=str(logs.log_path(self.settings.home, self.username, exp.id, number, now)),
                 queued_at=now,
+                needs_gpu=self.spec.needs_gpu(values["params"]),
                 provenance=local.provenance(self.spec, argv, self.username),
             )
             session.add(run)
             session.flush()
             run_id = run.id
-        local.dispatch(self.db, self.settings)
+        self.executor.submit(run_id)
         return self.get_run(run_id)
 
     def stop_run(self, run_id: int) -> RunRecord:
@@ -478,7 +486,7 @@ class Lab:
                 local.finish(run, "cancelled", f"stopped by {self.username} while queued")
             else:
                 run.stop_requested_by = self.username
-        local.signal_stop(self.db, run_id)
+        self.executor.stop(run_id)
         return self.get_run(run_id)
 
     def runs(self, experiment_id: int) -> list[RunRecord]:
@@ -507,14 +515,46 @@ class Lab:
 
     def queue(self) -> dict[str, Any]:
         """Slots in use and runs waiting, for the resources view."""
+        return self.executor.queue_state()
+
+    def workers(self) -> list[WorkerRecord]:
+        """Celery workers with their slots, GPUs, runs and last report; others' runs unnamed."""
         with self.db.read() as session:
-            return local.queue_state(session, self.settings)
+            rows = list(session.scalars(select(Worker).order_by(Worker.name)))
+            active = session.execute(
+                select(Run.worker, Run.id, Run.user_id).where(Run.status == "running")
+            ).all()
+        out = []
+        for w in rows:
+            mine = [(rid, uid) for name, rid, uid in active if name == w.name]
+            out.append(
+                WorkerRecord(
+                    name=w.name,
+                    host=w.host,
+                    slots=w.slots,
+                    gpus=list(w.gpus),
+                    state=worker_state(w, self.settings),
+                    started_at=w.started_at,
+                    heartbeat_at=w.heartbeat_at,
+                    busy=len(mine),
+                    runs=[rid for rid, uid in mine if uid == self._user_id or self.is_admin],
+                )
+            )
+        return out
 
     def reconcile(self) -> list[int]:
         """Mark runs whose supervisor vanished as lost, then start queued runs into free slots."""
-        lost = local.reconcile(self.db, self.settings)
-        local.dispatch(self.db, self.settings)
-        return lost
+        return self.executor.reconcile()
+
+    def _log_source(self, run: RunRecord) -> logs.LogSource:
+        """A worker's run is read from the central store; a local one from its file."""
+        remote = run.worker is not None or (
+            run.status == "queued" and self.settings.executor == "celery"
+        )
+        if not remote:
+            return logs.FileLog(Path(run.log_path))
+        client = logstream.connect(self.settings.effective_log_stream_url)
+        return logstream.RemoteLog(self.db, client, run.id)
 
     # ------------------------------------------------------------------- results
 
@@ -535,9 +575,9 @@ class Lab:
         run = self.get_run(run_id)
         offset = _as_id(offset, "offset", minimum=0)
         limit = _as_id(limit, "limit", minimum=4)
-        text, next_offset = logs.read_log(Path(run.log_path), offset, limit)
-        path = Path(run.log_path)
-        size = path.stat().st_size if path.exists() else 0
+        source = self._log_source(run)
+        text, next_offset = logs.read_log(source, offset, limit)
+        size = source.size()
         return LogChunk(
             run_id=run.id,
             text=text,
@@ -571,9 +611,10 @@ class Lab:
                 state["done"] = not self.get_run(run_id).active
             return bool(state["done"])
 
-        for event in logs.follow(
-            Path(run.log_path), offset, done=done, poll=poll, from_tail=from_tail
-        ):
+        source = self._log_source(run)
+        if isinstance(source, logs.FileLog):
+            source.poll = poll
+        for event in logs.follow(source, offset, done=done, from_tail=from_tail):
             progress = event.progress
             yield LogLine(
                 line=event.line,
@@ -712,6 +753,7 @@ def _run_record(run: Run) -> RunRecord:
         worker=run.worker,
         pid=run.pid,
         gpus=run.gpus,
+        needs_gpu=run.needs_gpu,
         queued_at=run.queued_at,
         started_at=run.started_at,
         finished_at=run.finished_at,

@@ -26,12 +26,13 @@ import os
 import re
 import time
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from hashlib import sha256
 from io import FileIO
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 from urllib.parse import quote
 
 COMMIT_INTERVAL = 1.0
@@ -145,7 +146,13 @@ def _number(value: str) -> float:
 class LogWriter:
     """Write one run's log from raw pipe chunks, collapsing ``\r`` lines (see the module doc)."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_write: Callable[[bytes], None] | None = None,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         self._fd = os.open(path, flags, 0o666)
@@ -159,6 +166,7 @@ class LogWriter:
         self._unparsed: tuple[bytes, bytes, int] | None = None  # a last line left for later
         self._committed_at = -math.inf
         self._closed = False
+        self._on_write = on_write  # sees exactly the file's bytes, in order: a remote copy
 
     def __enter__(self) -> LogWriter:
         return self
@@ -184,6 +192,8 @@ class LogWriter:
             self._passed(data)  # scanned first, so the write copies it from the cache
             if (written := os.write(self._fd, data)) < len(data):
                 self._write_rest(data, written)
+            if self._on_write:
+                self._on_write(data)
 
     def tick(self) -> None:
         """Write a held progress state once its second is up; call it when the pipe is quiet."""
@@ -280,6 +290,8 @@ class LogWriter:
         """Write all pieces in one system call, unbuffered, so a follower never waits."""
         if (written := os.writev(self._fd, pieces)) < sum(map(len, pieces)):
             self._write_rest(b"".join(pieces), written)
+        if self._on_write and (data := b"".join(pieces)):
+            self._on_write(data)
 
     def _write_rest(self, data: bytes, written: int) -> None:
         """Finish a short write (a full disk, a signal), which regular files rarely do."""
@@ -288,16 +300,72 @@ class LogWriter:
             rest = rest[os.write(self._fd, rest) :]
 
 
-def read_log(path: Path, offset: int = 0, limit: int = 1 << 20) -> tuple[str, int]:
+class LogSource(Protocol):
+    """Where a run's log bytes can be read by offset: a local file, or a remote run's store."""
+
+    def read(self, offset: int, limit: int) -> bytes:
+        """Up to ``limit`` bytes from ``offset``; fewer (or none) at the end so far."""
+        ...
+
+    def size(self) -> int:
+        """Bytes written so far."""
+        ...
+
+    def wait(self, offset: int) -> None:
+        """Return when bytes past ``offset`` may have arrived, or after a short while."""
+        ...
+
+
+class FileLog:
+    """A log file on this machine, kept open between reads so following stays cheap."""
+
+    def __init__(self, path: Path, poll: float = 0.05) -> None:
+        self.path, self.poll = path, poll
+        self._file: FileIO | None = None
+
+    def read(self, offset: int, limit: int) -> bytes:
+        if self._file is None:
+            try:
+                self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - close() does
+            except FileNotFoundError:  # the supervisor has not created it yet
+                return b""
+        self._file.seek(offset)
+        return self._file.read(limit) or b""
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def wait(self, offset: int) -> None:
+        time.sleep(self.poll)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+@contextmanager
+def _opened(log: Path | LogSource, poll: float = 0.05) -> Iterator[LogSource]:
+    """A path becomes a FileLog closed afterwards; a caller's own source stays open."""
+    if not isinstance(log, Path):
+        yield log
+        return
+    source = FileLog(log, poll)
+    try:
+        yield source
+    finally:
+        source.close()
+
+
+def read_log(log: Path | LogSource, offset: int = 0, limit: int = 1 << 20) -> tuple[str, int]:
     """Return text from a byte offset and where to go on; a split character waits for later."""
     if limit < 4:
         raise ValueError("limit must hold a whole UTF-8 character (4 bytes)")
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read(limit)
-    except FileNotFoundError:
-        return "", offset
+    with _opened(log) as source:
+        data = source.read(offset, limit)
     data = data[: _whole_chars(data)]
     return data.decode(errors="replace"), offset + len(data)
 
@@ -314,37 +382,27 @@ def _whole_chars(data: bytes) -> int:
     return len(data)
 
 
-def tail_offset(path: Path, lines: int) -> int:
+def tail_offset(log: Path | LogSource, lines: int) -> int:
     """Find where the last ``lines`` lines start, reading backwards so a big log costs little."""
-    try:
-        with open(path, "rb") as f:
-            return _tail_offset(f, lines)
-    except FileNotFoundError:
-        return 0
-
-
-def _tail_offset(f: BinaryIO, lines: int) -> int:
-    """Count newlines back from the end of an open log."""
-    size = f.seek(0, os.SEEK_END)
-    f.seek(max(size - 1, 0))
-    partial = f.read(1) not in (b"\n", b"")
-    wanted = max(lines, int(partial))
-    pos = size - 1  # the last byte ends the last line; it starts none
-    while wanted and pos > 0:
-        start = max(0, pos - _READ_BLOCK)
-        f.seek(start)
-        block = f.read(pos - start)
-        found = len(block)
-        while wanted and (found := block.rfind(b"\n", 0, found)) >= 0:
-            wanted -= 1
-        if not wanted:
-            return start + found + 1
-        pos = start
-    return 0 if wanted else size
+    with _opened(log) as source:
+        size = source.size()
+        partial = size > 0 and source.read(size - 1, 1) != b"\n"
+        wanted = max(lines, int(partial))
+        pos = size - 1  # the last byte ends the last line; it starts none
+        while wanted and pos > 0:
+            start = max(0, pos - _READ_BLOCK)
+            block = source.read(start, pos - start)
+            found = len(block)
+            while wanted and (found := block.rfind(b"\n", 0, found)) >= 0:
+                wanted -= 1
+            if not wanted:
+                return start + found + 1
+            pos = start
+        return 0 if wanted else size
 
 
 def follow(
-    path: Path,
+    log: Path | LogSource,
     offset: int = 0,
     *,
     done: Callable[[], bool],
@@ -352,36 +410,21 @@ def follow(
     from_tail: int | None = None,
 ) -> Iterator[LogEvent]:
     """Yield lines and live progress as they land, until the run is over and its log read."""
-    if from_tail is not None:
-        offset = tail_offset(path, from_tail)
-    lines = _LineReader(offset)
-    f = None
-    try:
+    with _opened(log, poll) as source:
+        if from_tail is not None:
+            offset = tail_offset(source, from_tail)
+        lines = _LineReader(offset)
         while True:
             finished = done()  # asked before reading, so nothing written before it is missed
-            if f is None:
-                f = _open_at(path, offset)
-            data = f.read(_READ_BLOCK) if f else b""
+            data = source.read(offset, _READ_BLOCK)
             if data:
+                offset += len(data)
                 yield from lines.feed(data)
             elif finished:
                 yield from lines.end()
                 return
             else:
-                time.sleep(poll)
-    finally:
-        if f is not None:
-            f.close()
-
-
-def _open_at(path: Path, offset: int) -> FileIO | None:
-    """Open unbuffered at an offset, or None while the supervisor has not created the log."""
-    try:
-        f = open(path, "rb", buffering=0)  # noqa: SIM115 - follow closes it
-    except FileNotFoundError:
-        return None
-    f.seek(offset)
-    return f
+                source.wait(offset)
 
 
 def _visible(raw: bytes) -> str:

@@ -171,6 +171,14 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class GpuNeed:
+    """Which runs need a GPU: those whose ``param`` takes one of ``values``."""
+
+    param: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
 class PipelineSpec:
     """A pipeline: the command that runs it and the parameters it takes."""
 
@@ -180,6 +188,7 @@ class PipelineSpec:
     params: tuple[Param, ...]
     rules: tuple[Rule, ...] = ()
     version: str = ""
+    gpu: GpuNeed | None = None
     by_name: dict[str, Param] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -188,6 +197,10 @@ class PipelineSpec:
     def defaults(self) -> dict[str, Any]:
         """A fresh dict of every default, safe to mutate."""
         return {p.name: json.loads(json.dumps(p.default)) for p in self.params}
+
+    def needs_gpu(self, values: Mapping[str, Any]) -> bool:
+        """Whether a run with these (validated) values must wait for a GPU."""
+        return self.gpu is not None and values.get(self.gpu.param) in self.gpu.values
 
     def groups(self) -> dict[str, list[Param]]:
         """Parameters by group in spec order, as forms lay them out."""
@@ -295,6 +308,11 @@ class PipelineSpec:
             "version": self.version,
             "params": params,
             "rules": [{k: v for k, v in vars(r).items() if v is not None} for r in self.rules],
+            **(
+                {"gpu": {"param": self.gpu.param, "values": list(self.gpu.values)}}
+                if self.gpu
+                else {}
+            ),
         }
 
     def json_schema(self) -> dict[str, Any]:
@@ -402,6 +420,9 @@ def spec_from_dict(data: Mapping[str, Any], version: str = "") -> PipelineSpec:
     command = data.get("command")
     if not command or not isinstance(command, list):
         raise ValueError("a pipeline spec needs a command list")
+    gpu = data.get("gpu")
+    if gpu is not None and gpu.get("param") not in names:
+        raise ValueError(f"gpu refers to unknown parameter {gpu.get('param')!r}")
     return PipelineSpec(
         name=data.get("name", "custom"),
         title=data.get("title", data.get("name", "custom")),
@@ -409,6 +430,7 @@ def spec_from_dict(data: Mapping[str, Any], version: str = "") -> PipelineSpec:
         params=params,
         rules=rules,
         version=str(data.get("version", version)),
+        gpu=GpuNeed(gpu["param"], tuple(gpu.get("values", ()))) if gpu else None,
     )
 
 

@@ -52,6 +52,7 @@ class RunRecord(Record):
     worker: str | None = None
     pid: int | None = None
     gpus: str | None = None
+    needs_gpu: bool = False
     queued_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -143,3 +144,17 @@ class Results(Record):
     images: list[ResultImage] = []
     files: list[OutputFile] = []
     truncated: bool = False
+
+
+class WorkerRecord(Record):
+    """A worker machine as the resources view lists it."""
+
+    name: str
+    host: str
+    slots: int
+    gpus: list[str] = []
+    state: str
+    started_at: datetime
+    heartbeat_at: datetime
+    busy: int = 0
+    runs: list[int] = []

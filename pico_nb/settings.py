@@ -61,11 +61,19 @@ class Settings(BaseModel):
         "local", description="local = detached processes here; celery = workers via a broker."
     )
     broker_url: str = Field("", description="Celery broker URL, e.g. redis://127.0.0.1:6379/0.")
+    log_stream_url: str = Field(
+        "", description="Redis URL carrying remote runs' live logs; empty = the broker URL."
+    )
 
     @property
     def effective_database_url(self) -> str:
         """The URL actually used, so the SQLite default follows the home."""
         return self.database_url or f"sqlite:///{self.home / 'pico-nb.sqlite'}"
+
+    @property
+    def effective_log_stream_url(self) -> str:
+        """Where live logs of worker runs flow: the broker's Redis unless told otherwise."""
+        return self.log_stream_url or self.broker_url
 
     @property
     def effective_data_roots(self) -> list[Path]:

@@ -16,6 +16,8 @@ def main() -> int:
     if p["ignore_term"]:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print(f"fake pipeline pid {os.getpid()} reading {data_path}", flush=True)
+    if p["device"] == "cuda":
+        print(f"cuda visible: {os.environ.get('CUDA_VISIBLE_DEVICES')}", flush=True)
     print("=======> loading <=======", flush=True)
     for i in range(max(p["lines"], p["stderr_lines"])):
         if i < p["lines"]:

@@ -51,7 +51,7 @@ def test_completed_run_keeps_log_and_record(lab_for: LabFor, frames: Path, tmp_p
     exp_id = experiment(lab, frames, tmp_path, lines=3, stderr_lines=2)
     run = lab.run_experiment(exp_id)
     assert run.number == 1 and run.status in ("queued", "running")
-    assert run.argv[-2:] == ["--big_line_mb", "0"]
+    assert run.argv[-4:] == ["--big_line_mb", "0", "--device", "cpu"]
     assert run.provenance["packages"]["python"] and run.provenance["user"] == "alice"
     done = lab.wait(run.id, timeout=60)
     assert (done.status, done.exit_code, done.reason) == ("completed", 0, "exit code 0")

@@ -117,17 +117,18 @@ def dispatch(db: Database, settings: Settings) -> list[int]:
     return claimed
 
 
-def launch_plan(run: Run) -> dict[str, Any]:
+def launch_plan(run: Run, log_path: str | None = None, hide_gpus: bool = False) -> dict[str, Any]:
     """What the supervisor needs to start the pipeline before it loads the database stack."""
     gpus = run.gpus or ""
+    where = f"{HOST} ({run.worker})" if run.worker else HOST
     return {
         "argv": list(run.argv),
-        "log_path": run.log_path,
+        "log_path": log_path or run.log_path,
         "output_path": run.output_path,
-        "gpus": gpus,
+        "gpus": gpus if gpus or hide_gpus else None,
         "header": [
             f"# experiment {run.experiment_id}: {run.experiment.name}",
-            f"# run {run.number} by {run.user.username} on {HOST}"
+            f"# run {run.number} by {run.user.username} on {where}"
             + (f", GPU {gpus}" if gpus else ""),
             f"# started {run.started_at.isoformat(timespec='seconds')}",
             "# command: " + subprocess.list2cmdline(run.argv),
@@ -232,12 +233,13 @@ def reconcile(db: Database, settings: Settings) -> list[int]:
             last = run.heartbeat_at.strftime("%H:%M:%S UTC")
             if run.host == HOST:
                 _kill_orphans(run.pgid, run.supervisor_pid)
-            finish(run, "failed", f"lost: supervisor stopped reporting at {last}")
+            who = f"worker {run.worker}" if run.worker else "supervisor"
+            finish(run, "failed", f"lost: {who} stopped reporting at {last}")
     return lost
 
 
-def queue_state(session: Session, settings: Settings) -> dict[str, Any]:
-    """Slots and the waiting line, for displays."""
+def count_active(session: Session) -> dict[str, int]:
+    """Runs running and queued, for displays."""
     counts = dict(
         session.execute(
             select(Run.status, func.count(Run.id))
@@ -245,12 +247,36 @@ def queue_state(session: Session, settings: Settings) -> dict[str, Any]:
             .group_by(Run.status)
         ).all()
     )
-    return {
-        "slots": settings.max_concurrent_runs,
-        "running": counts.get("running", 0),
-        "queued": counts.get("queued", 0),
-        "gpus": list(settings.gpus),
-    }
+    return {"running": counts.get("running", 0), "queued": counts.get("queued", 0)}
+
+
+class LocalExecutor:
+    """Runs on this machine in detached supervisors; whoever frees a slot fills it."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db, self.settings = db, settings
+
+    def submit(self, run_id: int) -> None:
+        """Start the run now if a slot is free; otherwise it waits its turn in the queue."""
+        dispatch(self.db, self.settings)
+
+    def stop(self, run_id: int) -> None:
+        """Wake the run's supervisor so it acts on the stop request at once."""
+        signal_stop(self.db, run_id)
+
+    def reconcile(self) -> list[int]:
+        """Fail runs whose supervisor vanished, then fill the slots that frees."""
+        lost = reconcile(self.db, self.settings)
+        dispatch(self.db, self.settings)
+        return lost
+
+    def queue_state(self) -> dict[str, Any]:
+        """Slots in use, runs waiting and the GPU pool."""
+        with self.db.read() as session:
+            state: dict[str, Any] = count_active(session)
+        state["slots"] = self.settings.max_concurrent_runs
+        state["gpus"] = list(self.settings.gpus)
+        return state
 
 
 def settings_from_env() -> Settings:

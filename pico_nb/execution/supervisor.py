@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,15 +62,21 @@ def describe_exit(
     return status, f"exit code {returncode}", returncode, None
 
 
-def start_pipeline(plan: dict[str, Any]) -> tuple[subprocess.Popen[bytes], LogWriter]:
+Started = tuple[subprocess.Popen[bytes], LogWriter, threading.Thread]
+"""The pipeline, its log writer and the thread copying its output."""
+
+
+def start_pipeline(
+    plan: dict[str, Any], on_write: Callable[[bytes], None] | None = None
+) -> tuple[subprocess.Popen[bytes], LogWriter]:
     """Open the log and start the pipeline in its own process group, never through a shell."""
-    writer = LogWriter(Path(plan["log_path"]))
+    writer = LogWriter(Path(plan["log_path"]), on_write=on_write)
     writer.header(plan["header"])
     try:
         Path(plan["output_path"]).mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
         env["PYTHONUNBUFFERED"] = "1"
-        if plan["gpus"]:
+        if plan["gpus"] is not None:  # "" hides a GPU machine's GPUs from a CPU run
             env["CUDA_VISIBLE_DEVICES"] = plan["gpus"]
         proc = subprocess.Popen(
             plan["argv"],
@@ -87,6 +94,19 @@ def start_pipeline(plan: dict[str, Any]) -> tuple[subprocess.Popen[bytes], LogWr
         writer.close()
         raise
     return proc, writer
+
+
+def launch(
+    plan: dict[str, Any], on_write: Callable[[bytes], None] | None = None
+) -> Started | OSError:
+    """Start the pipeline and copy its output from the first byte, or say why it could not."""
+    try:
+        proc, writer = start_pipeline(plan, on_write)
+    except OSError as exc:
+        return exc
+    pump = threading.Thread(target=copy_output, args=(proc, writer), daemon=True)
+    pump.start()
+    return proc, writer, pump
 
 
 def copy_output(proc: subprocess.Popen[bytes], writer: LogWriter) -> None:
@@ -109,8 +129,10 @@ def copy_output(proc: subprocess.Popen[bytes], writer: LogWriter) -> None:
 class Supervisor:
     """Runs one pipeline process to its end and keeps the database told."""
 
-    def __init__(self, db: Database, settings: Settings, run_id: int) -> None:
-        self.db, self.settings, self.run_id = db, settings, run_id
+    def __init__(
+        self, db: Database, settings: Settings, run_id: int, wake: threading.Event = WAKE
+    ) -> None:
+        self.db, self.settings, self.run_id, self.wake = db, settings, run_id, wake
         self.stopped_by: str | None = None
         self.term_at: float | None = None
         self.killed_after: float | None = None
@@ -166,13 +188,36 @@ class Supervisor:
             progress_due = (
                 writer.progress != seen_progress and now - last_progress >= PROGRESS_INTERVAL
             )
-            if WAKE.is_set() or progress_due or now - last_beat >= self.settings.heartbeat_seconds:
-                WAKE.clear()
+            beat_due = now - last_beat >= self.settings.heartbeat_seconds
+            if self.wake.is_set() or progress_due or beat_due:
+                self.wake.clear()
                 seen_progress = writer.progress
                 self._report(writer)
                 last_beat = last_progress = now
             self._enforce_stop(proc)
         return proc.wait()
+
+    def see_through(self, started: Started | OSError) -> None:
+        """Own a started pipeline until it ends and is recorded, or record why it never ran."""
+        from pico_nb.execution import local
+
+        if isinstance(started, OSError):
+            self.fail_to_start(started)
+            return
+        proc, writer, pump = started
+        self._record_start(proc)
+        returncode = self.supervise(proc, writer, pump)
+        local.signal_group(proc.pid, signal.SIGKILL)  # leftovers of the pipeline die with it
+        self.conclude(returncode, writer)
+
+    def settle_log(self) -> None:
+        """A local log is complete once its writer is closed; a remote one is shipped here."""
+
+    def hand_on(self) -> None:
+        """Let the next queued run have the slot: locally, whoever frees it claims it."""
+        from pico_nb.execution import local
+
+        local.dispatch(self.db, self.settings)
 
     def conclude(self, returncode: int, writer: LogWriter) -> None:
         """Write the final line and the final record, then hand the slot on."""
@@ -185,6 +230,7 @@ class Supervisor:
         writer.feed(f"\n# finished: {status} ({reason})\n".encode())
         progress = writer.progress
         writer.close()
+        self.settle_log()  # the whole log is kept before anyone is told the run has ended
         with self.db.write() as session:
             run = session.get(Run, self.run_id)
             if progress.stage:
@@ -194,7 +240,7 @@ class Supervisor:
             local.finish(
                 run, status, reason, exit_code=exit_code, signal=signame, heartbeat_at=utcnow()
             )
-        local.dispatch(self.db, self.settings)
+        self.hand_on()
 
     def fail_to_start(self, exc: OSError) -> None:
         """Record why the pipeline never ran, and free the slot for the next run."""
@@ -203,7 +249,7 @@ class Supervisor:
 
         with self.db.write() as session:
             local.finish(session.get(Run, self.run_id), "failed", f"could not start: {exc}")
-        local.dispatch(self.db, self.settings)
+        self.hand_on()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,28 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda _signum, _frame: WAKE.set())  # before anything else
-    plan = json.loads(os.environ[PLAN_ENV])
-    try:
-        started: tuple[subprocess.Popen[bytes], LogWriter] | OSError = start_pipeline(plan)
-    except OSError as exc:
-        started = exc
-    else:  # copy output from the first byte while the database stack loads
-        pump = threading.Thread(target=copy_output, args=started, daemon=True)
-        pump.start()
+    started = launch(json.loads(os.environ[PLAN_ENV]))  # output flows while the stack loads
     from pico_nb.db import open_database
     from pico_nb.execution import local
 
     settings = local.settings_from_env()
     supervisor = Supervisor(open_database(settings.effective_database_url), settings, int(args[0]))
-    if isinstance(started, OSError):
-        supervisor.fail_to_start(started)
-        return 1
-    proc, writer = started
-    supervisor._record_start(proc)
-    returncode = supervisor.supervise(proc, writer, pump)
-    local.signal_group(proc.pid, signal.SIGKILL)  # leftovers of the pipeline die with it
-    supervisor.conclude(returncode, writer)
-    return 0
+    supervisor.see_through(started)
+    return 1 if isinstance(started, OSError) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,402 @@
+"""The distributed executor: runs go to Celery workers on other machines through Redis.
+
+The database stays the one truth about runs; Celery only carries *tokens*. Submitting a run
+records it as queued and publishes one token on ``pico_nb.cpu`` or, for a run that needs a
+GPU, ``pico_nb.gpu``. A worker that takes a token claims, in one transaction, the fairest
+queued run of that kind it can run: the user with the fewest running runs first, then the
+oldest run. So one user's fifty queued runs never starve another's one, a run is claimed
+exactly once (a token delivered twice claims nothing twice), and a run is never silently
+re-run. A run whose token could not be published (broker down) stays queued and is published
+again by the next reconcile, which workers and the hub service do every heartbeat.
+
+A worker is a real Celery worker (thread pool, one thread per slot, one token reserved at a
+time). For each run it supervises the pipeline exactly as the local supervisor does (own
+process group, heartbeats, stage and progress, stop, exit code, signal and reason), writes the
+log to a spool file on its own disk and ships it with :class:`pico_nb.logstream.LogShipper`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from pico_nb import logstream
+from pico_nb.errors import ValidationError
+from pico_nb.execution import local
+from pico_nb.execution.supervisor import Supervisor, launch
+from pico_nb.models import Run, Worker, utcnow
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from sqlalchemy.orm import Session
+
+    from pico_nb.db import Database
+    from pico_nb.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TASK = "pico_nb.take_run"
+STOP_CHANNEL = "pico_nb:stop"
+
+
+def queue_name(needs_gpu: bool) -> str:
+    """GPU runs have their own queue, which only workers with GPUs consume."""
+    return "pico_nb.gpu" if needs_gpu else "pico_nb.cpu"
+
+
+@cache
+def celery_app(broker_url: str) -> Celery:
+    """The Celery app for a broker: tokens acknowledged late, one reserved per free slot."""
+    from celery import Celery
+
+    app = Celery("pico_nb", broker=broker_url, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_default_queue=queue_name(False),
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_transport_options={
+            "visibility_timeout": 24 * 3600,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    app.task(name=TASK)(_take_run)
+    return app
+
+
+def publish(settings: Settings, needs_gpu: bool) -> None:
+    """Put one token on the broker at once, or raise: nobody waits on a broker that is down."""
+    celery_app(settings.broker_url).send_task(TASK, args=[needs_gpu], queue=queue_name(needs_gpu))
+
+
+class CeleryExecutor:
+    """Submit, stop and reconcile runs that workers on other machines execute."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        if not settings.broker_url:
+            raise ValidationError.one("broker_url", "is required when executor is celery")
+        self.db, self.settings = db, settings
+
+    def submit(self, run_id: int) -> None:
+        """Publish the run's token; if the broker is down the run waits, queued, for it."""
+        with self.db.read() as session:
+            run = session.get(Run, run_id)
+            needs_gpu, status = run.needs_gpu, run.status
+        if status != "queued":
+            return
+        try:
+            publish(self.settings, needs_gpu)
+        except Exception as exc:
+            log.warning("run %s stays queued: broker unreachable (%s)", run_id, exc)
+            with self.db.write() as session:
+                run = session.get(Run, run_id)
+                if run.status == "queued":
+                    run.reason = (
+                        "waiting for the broker, which is unreachable; sent when it is back"
+                    )
+            return
+        with self.db.write() as session:
+            run = session.get(Run, run_id)
+            run.dispatched_at = utcnow()
+            if run.status == "queued":
+                run.reason = None
+
+    def stop(self, run_id: int) -> None:
+        """Wake the run's worker at once; without Redis it sees the request at its heartbeat."""
+        client = logstream.connect(self.settings.effective_log_stream_url)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.publish(STOP_CHANNEL, str(run_id))
+
+    def redispatch(self) -> None:
+        """Publish the tokens a down broker refused, so waiting runs go out when it is back."""
+        with self.db.read() as session:
+            waiting = list(
+                session.scalars(
+                    select(Run.id)
+                    .where(Run.status == "queued", Run.dispatched_at.is_(None))
+                    .order_by(Run.id)
+                )
+            )
+        for run_id in waiting:
+            self.submit(run_id)
+
+    def reconcile(self) -> list[int]:
+        """Fail runs whose worker stopped reporting, then send out what is waiting."""
+        lost = local.reconcile(self.db, self.settings)
+        self.redispatch()
+        return lost
+
+    def queue_state(self) -> dict[str, Any]:
+        """Slots, GPUs and the line across the workers that are online."""
+        with self.db.read() as session:
+            state = local.count_active(session)
+            online = [w for w in session.scalars(select(Worker)) if worker_state(w, self.settings)]
+        state["slots"] = sum(w.slots for w in online)
+        state["gpus"] = sorted({g for w in online for g in w.gpus})
+        state["workers"] = len(online)
+        return state
+
+
+def worker_state(worker: Worker, settings: Settings) -> str:
+    """'online', 'stopped' or 'lost', from the worker's own reports."""
+    if worker.stopped_at is not None:
+        return "stopped"
+    age = (utcnow() - worker.heartbeat_at).total_seconds()
+    return "online" if age < settings.lost_after_seconds else "lost"
+
+
+# ---------------------------------------------------------------- the worker side
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_worker_name(name: str) -> str:
+    """Worker names appear in reasons and node names: keep them plain."""
+    if not _NAME.fullmatch(name):
+        raise ValidationError.one(
+            "name",
+            "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    return name
+
+
+class WorkerRuntime:
+    """One worker machine's identity, slots, GPUs and housekeeping, shared by its task threads."""
+
+    def __init__(
+        self, db: Database, settings: Settings, name: str, slots: int, gpus: list[str]
+    ) -> None:
+        self.db, self.settings = db, settings
+        self.name, self.slots, self.gpus = check_worker_name(name), slots, list(gpus)
+        self.executor = CeleryExecutor(db, settings)
+        self.redis = logstream.connect(settings.effective_log_stream_url)
+        self.spool = settings.home / "spool"
+        self.wakes: dict[int, threading.Event] = {}
+        self._closed = threading.Event()
+
+    def start(self) -> None:
+        """Register, clean up after an earlier life of this worker, start reporting."""
+        with self.db.write() as session:
+            row = session.get(Worker, self.name)
+            if row is None:
+                row = Worker(name=self.name)
+                session.add(row)
+            row.host, row.pid, row.slots, row.gpus = local.HOST, os.getpid(), self.slots, self.gpus
+            row.started_at = row.heartbeat_at = utcnow()
+            row.stopped_at = None
+            for run in session.scalars(
+                select(Run).where(Run.status == "running", Run.worker == self.name)
+            ):  # this worker restarted under them: they cannot be reported on any more
+                if run.host == local.HOST:
+                    local.signal_group(run.pgid, signal.SIGKILL)
+                local.finish(run, "failed", f"lost: worker {self.name} restarted while it ran")
+        self.spool.mkdir(parents=True, exist_ok=True)
+        for target in (self._housekeep, self._listen_for_stops):
+            threading.Thread(target=target, name=target.__name__, daemon=True).start()
+
+    def close(self) -> None:
+        """Say this worker is gone on purpose, so it is listed as stopped, not lost."""
+        self._closed.set()
+        with contextlib.suppress(Exception), self.db.write() as session:
+            row = session.get(Worker, self.name)
+            if row is not None:
+                row.stopped_at = utcnow()
+
+    def _housekeep(self) -> None:
+        """Heartbeat, fail lost runs anywhere, and send out runs whose tokens went missing."""
+        while not self._closed.wait(self.settings.heartbeat_seconds):
+            try:
+                with self.db.write() as session:
+                    row = session.get(Worker, self.name)
+                    row.heartbeat_at = utcnow()
+                self.executor.reconcile()
+                self._recover_tokens()
+            except Exception as exc:  # the database or broker is away: try again next beat
+                log.warning("worker %s housekeeping failed: %s", self.name, exc)
+
+    def _recover_tokens(self) -> None:
+        """A run queued long after its token went out while we sit idle lost its token
+        (a broker restarted empty, say): publish it again."""
+        cutoff = utcnow() - timedelta(seconds=max(10 * self.settings.heartbeat_seconds, 10))
+        with self.db.write() as session:
+            busy = session.scalar(
+                select(func.count(Run.id)).where(Run.status == "running", Run.worker == self.name)
+            )
+            if busy >= self.slots:
+                return
+            kinds = [False, True] if self.gpus else [False]
+            stale = list(
+                session.scalars(
+                    select(Run).where(
+                        Run.status == "queued",
+                        Run.dispatched_at < cutoff,
+                        Run.needs_gpu.in_(kinds),
+                    )
+                )
+            )
+            for run in stale:
+                run.dispatched_at = None
+        if stale:
+            self.executor.redispatch()
+
+    def _listen_for_stops(self) -> None:
+        """Wake a run's supervisor the moment someone asks to stop it."""
+        while not self._closed.is_set() and self.redis is not None:
+            try:
+                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(STOP_CHANNEL)
+                while not self._closed.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message and (wake := self.wakes.get(int(message["data"]))):
+                        wake.set()
+            except Exception:  # Redis restarting: heartbeats still carry stop requests
+                time.sleep(1.0)
+
+    def take(self, needs_gpu: bool) -> None:
+        """Handle one token: claim the fairest run this worker can run, and run it."""
+        with self.db.write() as session:
+            claim = self._claim(session, needs_gpu)
+        if claim == "no free GPU":  # another worker may have one: give the token back
+            time.sleep(1.0)
+            publish(self.settings, needs_gpu)
+        elif isinstance(claim, int):
+            self._execute(claim)
+
+    def _claim(self, session: Session, needs_gpu: bool) -> int | str | None:
+        """Queued to running in one locked transaction, fairly between users."""
+        local.lock_queue(session)
+        running = session.execute(
+            select(Run.user_id, Run.worker, Run.gpus).where(Run.status == "running")
+        ).all()
+        mine = [r for r in running if r.worker == self.name]
+        if len(mine) >= self.slots:
+            return None
+        used = {g for r in mine for g in (r.gpus or "").split(",") if g}
+        free_gpus = [g for g in self.gpus if g not in used]
+        if needs_gpu and not free_gpus:
+            return "no free GPU"
+        per_user = Counter(r.user_id for r in running)
+        cap = self.settings.max_runs_per_user
+        oldest = session.execute(
+            select(Run.user_id, func.min(Run.id))
+            .where(Run.status == "queued", Run.needs_gpu == needs_gpu)
+            .group_by(Run.user_id)
+        ).all()
+        fair = sorted(
+            (per_user[user], run_id)
+            for user, run_id in oldest
+            if cap is None or per_user[user] < cap
+        )
+        if not fair:
+            return None
+        run = session.get(Run, fair[0][1])
+        now = utcnow()
+        run.status, run.started_at, run.heartbeat_at = "running", now, now
+        run.host, run.worker, run.supervisor_pid = local.HOST, self.name, os.getpid()
+        run.gpus = free_gpus[0] if needs_gpu else None
+        run.reason = None
+        return run.id
+
+    def _execute(self, run_id: int) -> None:
+        """Supervise the run here, logging to the spool and shipping the log as it grows."""
+        with self.db.read() as session:
+            run = session.get(Run, run_id)
+            spool = self.spool / f"run_{run_id}_{time.time_ns()}.log"
+            plan = local.launch_plan(run, log_path=str(spool), hide_gpus=bool(self.gpus))
+        shipper = logstream.LogShipper(self.db, self.redis, run_id, self.settings.heartbeat_seconds)
+        wake = self.wakes[run_id] = threading.Event()
+        try:
+            started = launch(plan, on_write=shipper.append)
+            WorkerSupervisor(self, run_id, wake, shipper, spool).see_through(started)
+        finally:
+            self.wakes.pop(run_id, None)
+
+    def hand_on(self) -> None:
+        """A slot (and maybe a user's cap) is free: make sure a token waits for each kind."""
+        with self.db.read() as session:
+            kinds = set(
+                session.scalars(select(Run.needs_gpu).where(Run.status == "queued").distinct())
+            )
+        for needs_gpu in kinds:
+            with contextlib.suppress(Exception):  # reconcile re-sends what this misses
+                publish(self.settings, needs_gpu)
+
+
+class WorkerSupervisor(Supervisor):
+    """The local supervisor's behaviour, with the log kept centrally before the run ends."""
+
+    def __init__(
+        self,
+        runtime: WorkerRuntime,
+        run_id: int,
+        wake: threading.Event,
+        shipper: logstream.LogShipper,
+        spool: Path,
+    ) -> None:
+        super().__init__(runtime.db, runtime.settings, run_id, wake)
+        self.runtime, self.shipper, self.spool = runtime, shipper, spool
+
+    def settle_log(self) -> None:
+        """Ship the rest and keep it centrally; the spool copy is then not needed."""
+        self.shipper.close()
+        self.spool.unlink(missing_ok=True)
+
+    def fail_to_start(self, exc: OSError) -> None:
+        """Keep the 'could not start' log line centrally too."""
+        self.settle_log()
+        super().fail_to_start(exc)
+
+    def hand_on(self) -> None:
+        self.runtime.hand_on()
+
+
+_runtime: WorkerRuntime | None = None
+
+
+def _take_run(needs_gpu: bool) -> None:
+    """The Celery task: only a `pico-nb worker` process has the runtime it needs."""
+    if _runtime is None:
+        raise RuntimeError("pico_nb.take_run runs only inside `pico-nb worker`")
+    _runtime.take(bool(needs_gpu))
+
+
+def run_worker(settings: Settings, db: Database, name: str, slots: int, gpus: list[str]) -> None:
+    """Run a Celery worker for pico_nb in this process until it is shut down."""
+    from celery import signals
+
+    global _runtime
+    runtime = _runtime = WorkerRuntime(db, settings, name, slots, gpus)
+    runtime.start()  # before the first token, so its clean-up never meets a run of this life
+    signals.worker_shutdown.connect(lambda **_: runtime.close(), weak=False)
+    queues = [queue_name(False)] + ([queue_name(True)] if gpus else [])
+    celery_app(settings.broker_url).worker_main(
+        [
+            "worker",
+            "--pool=threads",
+            f"--concurrency={slots}",
+            f"--queues={','.join(queues)}",
+            f"--hostname={runtime.name}@{local.HOST}",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel=INFO",
+        ]
+    )
