@@ -15,6 +15,7 @@ import pico_nb
 from pico_nb.demo import DELEGATED, add_demo_commands, run_delegated
 from pico_nb.errors import PicoError, ValidationError
 from pico_nb.schemas import ExperimentRecord, Record, RunRecord
+from pico_nb.settings import load_settings
 from pico_nb.text import duration, local_time
 
 if TYPE_CHECKING:
@@ -235,7 +236,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         _dump(run)
         return 0
     where = "queued" if run.status == "queued" else "started"
-    print(f"{where} run {run.number} of experiment {run.experiment_id} (log: {run.log_path})")
+    log = run.log_path if lab.settings.executor == "local" else f"pico-nb logs {args.id}"
+    print(f"{where} run {run.number} of experiment {run.experiment_id} (log: {log})")
+    if run.reason:
+        print(f"note: {run.reason}")
     return _follow(lab, run) if args.follow else 0
 
 
@@ -288,6 +292,40 @@ def cmd_params(args: argparse.Namespace) -> int:
             default = ",".join(map(str, p.default)) if isinstance(p.default, list) else p.default
             print(f"  {p.name} = {default}")
             print(f"      {p.help}")
+    return 0
+
+
+# ----------------------------------------------------------------------- workers
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    workers = _lab(args).workers()
+    if args.json:
+        _dump(workers)
+        return 0
+    if not workers:
+        print("no workers have registered (start one with: pico-nb worker)")
+        return 0
+    rows = [
+        [
+            w.name,
+            w.host,
+            w.state,
+            f"{w.busy}/{w.slots}",
+            ",".join(w.gpus) or "-",
+            ",".join(map(str, w.runs)) or "-",
+            local_time(w.heartbeat_at),
+        ]
+        for w in workers
+    ]
+    print(_table(rows, ["WORKER", "HOST", "STATE", "BUSY", "GPUS", "RUNS", "LAST REPORT"]))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    if load_settings(args.home).executor != "celery":  # checked before a Lab touches the queue
+        raise ValidationError.one("executor", "must be celery to start a worker")
+    pico_nb.Lab.operator(args.home).serve_as_worker(args.name, args.slots, args.gpus)
     return 0
 
 
@@ -418,6 +456,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin", action="store_true", help="with add: make an admin")
     p.add_argument("--revoke", action="store_true", help="with admin: take admin rights away")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+    add("workers", cmd_workers, "list Celery workers: slots, GPUs, runs, last report")
+
+    p = add("worker", cmd_worker, "run a Celery worker here (executor = celery)", json_flag=False)
+    p.add_argument("--name", help="unique worker name (default: this host's name)")
+    p.add_argument("--slots", type=int, help="runs at once (default: one per GPU, or 1)")
+    p.add_argument("--gpus", help="GPU ids this worker hands out, e.g. 0,1")
 
     from pico_nb.hub.launch import add_commands as add_hub_commands
     from pico_nb.widgets.app import add_commands as add_dashboard_commands

@@ -542,6 +542,21 @@ class Lab:
             )
         return out
 
+    def serve_as_worker(self, name: str | None, slots: int | None, gpus: str | None) -> None:
+        """Run this process as a Celery worker until it is shut down (operators only)."""
+        self._require_admin("start a worker")
+        from pico_nb.execution import celery
+
+        gpu_ids = [g.strip() for g in (gpus or "").split(",") if g.strip()]
+        if any(not g.isdigit() for g in gpu_ids):
+            raise ValidationError.one("--gpus", "must be GPU numbers separated by commas, e.g. 0,1")
+        if slots is not None and slots < 1:
+            raise ValidationError.one("--slots", "must be at least 1")
+        if not self.settings.broker_url:
+            raise ValidationError.one("broker_url", "is required: set PICO_NB_BROKER_URL")
+        name = celery.check_worker_name(name or local.HOST)
+        celery.run_worker(self.settings, self.db, name, slots or max(len(gpu_ids), 1), gpu_ids)
+
     def reconcile(self) -> list[int]:
         """Mark runs whose supervisor vanished as lost, then start queued runs into free slots."""
         return self.executor.reconcile()

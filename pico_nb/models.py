@@ -97,6 +97,7 @@ class Run(Base):
     __table_args__ = (
         UniqueConstraint("experiment_id", "number", name="uq_runs_experiment_number"),
         Index("ix_runs_status_queued", "status", "queued_at"),
+        Index("ix_runs_user_started", "user_id", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -13,6 +13,7 @@ from sqlalchemy import inspect
 
 from pico_nb import db
 from pico_nb.lab import Lab
+from pico_nb.models import Run
 from pico_nb.settings import Settings, load_settings
 
 
@@ -31,6 +32,45 @@ def test_migration_on_postgres(pg_url: str) -> None:
     database = db.open_database(pg_url)
     assert db.current_revision(database.engine) == db.head_revision(database.engine)
     assert "runs" in inspect(database.engine).get_table_names()
+
+
+@pytest.mark.parametrize("use_pg", [False, True], ids=["sqlite", "postgres"])
+def test_upgrade_from_0001_keeps_runs_and_matches_the_models(
+    request: pytest.FixtureRequest, tmp_path: Path, use_pg: bool
+) -> None:
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from pico_nb.models import Base
+
+    url = request.getfixturevalue("pg_url") if use_pg else f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = create_engine(db.normalise_url(url))
+    command.upgrade(db._alembic_config(engine), "0001")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO users (id, username, is_admin, created_at) "
+            "VALUES (1, 'old', false, '2026-11-01T00:00:00+00:00')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO experiments (id, owner_id, name, description, input_path, output_path,"
+            " pipeline, params, shared, created_at, updated_at) VALUES (1, 1, 'e', '', '/i', '/o',"
+            " 'pico', '{}', false, '2026-11-01T00:00:00+00:00', '2026-11-01T00:00:00+00:00')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO runs (id, experiment_id, number, user_id, status, argv, params,"
+            " input_path, output_path, log_path, queued_at, provenance) VALUES (1, 1, 1, 1,"
+            " 'completed', '[]', '{}', '/i', '/o', '/l', '2026-11-01T00:00:00+00:00', '{}')"
+        )
+    engine.dispose()
+    database = db.open_database(url)
+    assert db.current_revision(database.engine) == db.SCHEMA_REVISION
+    with database.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    with database.read() as session:
+        run = session.get(Run, 1)
+        assert run.status == "completed" and run.needs_gpu is False and run.dispatched_at is None
 
 
 def test_settings_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -293,21 +293,10 @@ class WorkerRuntime:
         free_gpus = [g for g in self.gpus if g not in used]
         if needs_gpu and not free_gpus:
             return "no free GPU"
-        per_user = Counter(r.user_id for r in running)
-        cap = self.settings.max_runs_per_user
-        oldest = session.execute(
-            select(Run.user_id, func.min(Run.id))
-            .where(Run.status == "queued", Run.needs_gpu == needs_gpu)
-            .group_by(Run.user_id)
-        ).all()
-        fair = sorted(
-            (per_user[user], run_id)
-            for user, run_id in oldest
-            if cap is None or per_user[user] < cap
-        )
-        if not fair:
+        run_id = _fairest(session, needs_gpu, Counter(r.user_id for r in running), self.settings)
+        if run_id is None:
             return None
-        run = session.get(Run, fair[0][1])
+        run = session.get(Run, run_id)
         now = utcnow()
         run.status, run.started_at, run.heartbeat_at = "running", now, now
         run.host, run.worker, run.supervisor_pid = local.HOST, self.name, os.getpid()
@@ -338,6 +327,36 @@ class WorkerRuntime:
         for needs_gpu in kinds:
             with contextlib.suppress(Exception):  # reconcile re-sends what this misses
                 publish(self.settings, needs_gpu)
+
+
+def _fairest(
+    session: Session, needs_gpu: bool, running: Counter[int], settings: Settings
+) -> int | None:
+    """Round robin between users: fewest running, then longest since their last start.
+
+    Each user's own runs go oldest first; a user at the per-user cap waits.
+    """
+    oldest = dict(
+        session.execute(
+            select(Run.user_id, func.min(Run.id))
+            .where(Run.status == "queued", Run.needs_gpu == needs_gpu)
+            .group_by(Run.user_id)
+        ).all()
+    )
+    cap = settings.max_runs_per_user
+    users = [u for u in oldest if cap is None or running[u] < cap]
+    if not users:
+        return None
+    last_start = dict(
+        session.execute(
+            select(Run.user_id, func.max(Run.started_at))
+            .where(Run.user_id.in_(users), Run.started_at.is_not(None))
+            .group_by(Run.user_id)
+        ).all()
+    )
+    never = datetime.min.replace(tzinfo=UTC)
+    user = min(users, key=lambda u: (running[u], last_start.get(u) or never, oldest[u]))
+    return oldest[user]
 
 
 class WorkerSupervisor(Supervisor):

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_server import PASSWORDS, Hub, free_port
 
 from pico_nb.lab import Lab
 from pico_nb.pipeline.synthetic import generate
 from pico_nb.settings import load_settings
+
+from lab_server import PASSWORDS, Hub, free_port
 
 FAKE_SPEC = Path(__file__).parents[1] / "fake_pipeline.toml"
 

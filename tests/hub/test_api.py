@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_server import Hub, http
 
 from pico_nb.errors import NotFound, PermissionDenied, ValidationError
 from pico_nb.hub.client import RemoteLab
 from pico_nb.schemas import ExperimentRecord, LogChunk, RunRecord
+
+from lab_server import Hub, http
 
 
 def release(path: Path) -> None:

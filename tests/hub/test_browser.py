@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab_server import PASSWORDS, Hub
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from pico_nb.hub.client import RemoteLab
+
+from lab_server import PASSWORDS, Hub
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -9,10 +9,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from lab_server import PASSWORDS, Hub
-
 from pico_nb.lab import Lab
 from pico_nb.settings import load_settings
+
+from lab_server import PASSWORDS, Hub
 
 
 class Browserless:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from lab_server import Hub
 
 from pico_nb.hub.client import RemoteLab
+
+from lab_server import Hub
 
 
 def server_state(hub: Hub, user: str) -> dict[str, Any]:

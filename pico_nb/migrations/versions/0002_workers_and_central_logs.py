@@ -41,9 +41,11 @@ def upgrade() -> None:
             sa.Column("needs_gpu", sa.Boolean(), nullable=False, server_default=sa.false())
         )
         batch.add_column(sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index("ix_runs_user_started", "runs", ["user_id", "started_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_runs_user_started", table_name="runs")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("dispatched_at")
         batch.drop_column("needs_gpu")

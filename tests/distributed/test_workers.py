@@ -1,0 +1,193 @@
+"""Runs through real Celery workers: spread, fairness, live logs, stop, a dying worker, GPUs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from pico_nb import logstream
+from pico_nb.models import LogChunk, Run
+from pico_nb.schemas import LogLine, RunRecord
+
+from cluster import Cluster, wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+def test_six_runs_from_two_users_spread_over_both_workers(cluster: Cluster) -> None:
+    release = cluster.data / "release-six"
+    labs = {user: cluster.lab(user) for user in ("alice", "bob")}
+    runs = [
+        (lab, lab.run_experiment(cluster.experiment(lab, f"six {i}", lines=40, wait_file=w)).id)
+        for lab in labs.values()
+        for i in range(3)
+        for w in [str(release)]
+    ]
+    lab = labs["alice"]
+
+    def running_now() -> list[RunRecord] | None:
+        now = [r for lab_, rid in runs if (r := lab_.get_run(rid)).status == "running"]
+        return now if len(now) == 2 else None
+
+    running = wait_for(running_now, 30, "both workers to take a run")
+    assert {r.worker for r in running} == {"w1", "w2"}
+    listing = subprocess.run(
+        [sys.executable, "-m", "pico_nb.cli", "workers", "--json"],
+        env=cluster_env(cluster),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listing.returncode == 0, listing.stderr
+    shown = {w["name"]: w for w in json.loads(listing.stdout)}
+    assert shown["w1"]["state"] == shown["w2"]["state"] == "online"
+    assert shown["w1"]["slots"] == 1 and shown["w1"]["busy"] + shown["w2"]["busy"] == 2
+    release.touch()
+    for lab_, rid in runs:
+        done = lab_.wait(rid, timeout=60)
+        assert done.status == "completed", done.reason
+        text = read_all(lab_, rid)
+        assert [f"line {i}" for i in range(40)] == [
+            line for line in text.splitlines() if line.startswith("line ")
+        ]
+        assert text.rstrip().endswith("# finished: completed (exit code 0)")
+        assert f"on {done.host} ({done.worker})" in text.splitlines()[1]
+    assert {lab.get_run(rid).worker for _, rid in runs[:3]} | {
+        labs["bob"].get_run(rid).worker for _, rid in runs[3:]
+    } == {"w1", "w2"}
+
+
+def cluster_env(cluster: Cluster) -> dict[str, str]:
+    """The CLI's view of the cluster, as an operator's shell would have it."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PICO_NB_")}
+    env["PICO_NB_HOME"] = str(cluster.root / "submitter")
+    env["PICO_NB_DATABASE_URL"] = cluster.database_url
+    env["PICO_NB_EXECUTOR"] = "celery"
+    env["PICO_NB_BROKER_URL"] = cluster.broker_url
+    return env
+
+
+def read_all(lab: object, run_id: int) -> str:
+    """The whole log through Lab.read_log, page by page."""
+    text, offset = "", 0
+    while True:
+        chunk = lab.read_log(run_id, offset, limit=4096)  # type: ignore[attr-defined]
+        text += chunk.text
+        if chunk.next_offset == offset:
+            return text
+        offset = chunk.next_offset
+
+
+def test_one_users_queue_does_not_starve_another(cluster: Cluster) -> None:
+    carol, alice, bob = (cluster.lab(u) for u in ("carol", "alice", "bob"))
+    hold_w1, hold_w2 = cluster.data / "hold-w1", cluster.data / "hold-w2"
+    first = carol.run_experiment(cluster.experiment(carol, "hold 1", wait_file=str(hold_w1)))
+    wait_for(lambda: carol.get_run(first.id).status == "running", 30, "the first hold")
+    second = carol.run_experiment(cluster.experiment(carol, "hold 2", wait_file=str(hold_w2)))
+    wait_for(lambda: carol.get_run(second.id).status == "running", 30, "the second hold")
+    freed = carol.get_run(first.id).worker
+    mine = [alice.run_experiment(cluster.experiment(alice, f"many {i}")).id for i in range(4)]
+    theirs = bob.run_experiment(cluster.experiment(bob, "one")).id
+    hold_w1.touch()  # one slot frees; the other stays held by carol
+    for rid in mine:
+        assert alice.wait(rid, timeout=60).status == "completed"
+    assert bob.wait(theirs, timeout=60).status == "completed"
+    order = sorted(
+        [(alice.get_run(r).started_at, "alice") for r in mine]
+        + [(bob.get_run(theirs).started_at, "bob")]
+    )
+    assert [who for _, who in order][:2] == ["alice", "bob"]  # turns, not first come first go
+    assert {alice.get_run(r).worker for r in mine} == {freed}
+    hold_w2.touch()
+    assert carol.wait(second.id, timeout=30).status == "completed"
+
+
+def test_follower_sees_live_lines_from_a_worker(cluster: Cluster) -> None:
+    lab = cluster.lab("alice")
+    release = cluster.data / "release-follow"
+    run = lab.run_experiment(cluster.experiment(lab, "follow", lines=5, wait_file=str(release)))
+    seen: list[LogLine] = []
+    waiting = threading.Event()
+
+    def follow() -> None:
+        for event in lab.follow_log(run.id):
+            seen.append(event)
+            if event.line == "waiting":
+                waiting.set()
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    assert waiting.wait(30), [e.line for e in seen]
+    assert lab.get_run(run.id).status == "running"  # seen live, not after the end
+    release.touch()
+    follower.join(30)
+    assert not follower.is_alive()
+    lines = [e.line for e in seen if e.line is not None]
+    assert lines[-1] == "# finished: completed (exit code 0)"
+    assert [ln for ln in lines if ln.startswith("line ")] == [f"line {i}" for i in range(5)]
+    with lab.db.read() as session:  # kept centrally; the stream only expires
+        chunks = session.query(LogChunk).filter_by(run_id=run.id).all()
+    assert (
+        b"".join(c.data for c in sorted(chunks, key=lambda c: c.start))
+        .decode()
+        .endswith("# finished: completed (exit code 0)\n")
+    )
+    client = logstream.connect(cluster.broker_url)
+    assert 0 < client.ttl(logstream.stream_key(run.id)) <= logstream.STREAM_TTL
+
+
+def test_stop_a_run_on_a_worker(cluster: Cluster) -> None:
+    lab = cluster.lab("bob")
+    exp = cluster.experiment(lab, "stubborn", ignore_term=True, wait_file=str(cluster.data / "x"))
+    run = lab.run_experiment(exp)
+    wait_for(lambda: "waiting" in read_all(lab, run.id), 30, "the pipeline to start waiting")
+    asked = time.monotonic()
+    lab.stop_run(run.id)
+    done = lab.wait(run.id, timeout=30)
+    assert done.status == "cancelled"
+    assert done.reason == "stopped by bob (killed with SIGKILL after 1 s grace)"
+    assert done.signal == "SIGKILL"
+    assert time.monotonic() - asked < 10
+    assert read_all(lab, run.id).rstrip().endswith(f"# finished: cancelled ({done.reason})")
+
+
+def test_a_worker_killed_mid_run_loses_its_run_and_the_others_go_on(cluster: Cluster) -> None:
+    cluster.start_worker("gpu1", "--gpus", "3")
+    lab = cluster.lab("alice")
+    release = cluster.data / "release-gpu"
+    exp = cluster.experiment(lab, "on the gpu", device="cuda", wait_file=str(release))
+    run = lab.run_experiment(exp)
+    assert run.needs_gpu
+    wait_for(lambda: "waiting" in read_all(lab, run.id), 30, "the GPU run to start")
+    started = lab.get_run(run.id)
+    assert started.worker == "gpu1" and started.gpus == "3"  # only a worker with a free GPU
+    assert "cuda visible: 3" in read_all(lab, run.id)
+    cluster.kill_worker("gpu1")
+    killed = time.monotonic()
+    other = lab.run_experiment(cluster.experiment(lab, "elsewhere", lines=2))
+    assert lab.wait(other.id, timeout=30).status == "completed"
+    lost = lab.wait(run.id, timeout=30)
+    assert lost.status == "failed"
+    assert lost.reason.startswith("lost: worker gpu1 stopped reporting at")
+    assert time.monotonic() - killed < 3 + 10  # lost_after_seconds plus a few heartbeats
+    assert {w.name: w.state for w in lab.workers()}["gpu1"] == "lost"
+    assert "waiting" in read_all(lab, run.id)  # what was shipped before the end is kept
+    with lab.db.read() as session:
+        assert session.get(Run, run.id).status == "failed"  # and it was not re-run
+
+
+def test_gpu_runs_wait_for_a_gpu_worker(cluster: Cluster) -> None:
+    lab = cluster.lab("bob")
+    run = lab.run_experiment(cluster.experiment(lab, "needs gpu", device="cuda"))
+    time.sleep(1.5)  # several worker heartbeats: nobody without a GPU may take it
+    assert lab.get_run(run.id).status == "queued"
+    cluster.start_worker("gpu2", "--gpus", "0,1")
+    done = lab.wait(run.id, timeout=30)
+    assert done.status == "completed" and done.worker == "gpu2" and done.gpus in ("0", "1")
