@@ -30,10 +30,19 @@ from pico_nb.schemas import (
     Results,
     RunRecord,
     UserRecord,
+    WorkerRecord,
 )
 from pico_nb.settings import Settings
 
 R = TypeVar("R", bound=Record)
+
+
+class ServiceUnavailable(PicoError):
+    """The pico service did not answer; runs go on, try again shortly."""
+
+    status = 503
+
+
 ERRORS: dict[str, type[PicoError]] = {
     cls.__name__: cls for cls in (PermissionDenied, NotFound, Conflict)
 }
@@ -41,16 +50,12 @@ BY_STATUS: dict[int, type[PicoError]] = {
     401: PermissionDenied,
     403: PermissionDenied,
     404: NotFound,
+    502: ServiceUnavailable,  # the proxy, while the service restarts
+    503: ServiceUnavailable,
 }
 TIMEOUT = 60.0
 STREAM_TIMEOUT = 45.0  # the service sends a keepalive every 15 s
 RECONNECT_SECONDS = 120.0  # a follower rides out a service restart this long
-
-
-class ServiceUnavailable(PicoError):
-    """The pico service did not answer; runs go on, try again shortly."""
-
-    status = 503
 
 
 def raise_for(status: int, body: bytes) -> None:
@@ -278,6 +283,10 @@ class RemoteLab:
     def queue(self) -> dict[str, Any]:
         """Slots in use and runs waiting."""
         return dict(self._call("GET", "queue"))
+
+    def workers(self) -> list[WorkerRecord]:
+        """Celery workers with their slots, GPUs and last report."""
+        return self._many(WorkerRecord, "GET", "workers")
 
     def reconcile(self) -> list[int]:
         """Ask the service to mark lost runs and start queued ones now."""

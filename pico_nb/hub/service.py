@@ -66,6 +66,7 @@ ROUTES: dict[str, dict[str, Endpoint]] = {
     "schema": {"GET": lambda lab: lab.spec.json_schema},
     "frames": {"GET": attrgetter("detect_frames")},
     "queue": {"GET": attrgetter("queue")},
+    "workers": {"GET": attrgetter("workers")},
     "reconcile": {"POST": attrgetter("reconcile")},
     "experiments": {"GET": attrgetter("experiments"), "POST": attrgetter("create_experiment")},
     "experiments/count": {"GET": attrgetter("count_experiments")},
@@ -188,7 +189,14 @@ class ApiHandler(HubOAuthenticated, web.RequestHandler):
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Lab calls block on the database and disk: keep them off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.settings["pool"], fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.settings["pool"], fn, *args
+            )
+        except RuntimeError as exc:  # the pool is shut: the service is stopping
+            if "shutdown" not in str(exc):
+                raise
+            raise web.HTTPError(503, reason="the pico service is restarting") from None
 
     async def prepare(self) -> None:
         model = await self.hub_auth.get_user(self, sync=False)

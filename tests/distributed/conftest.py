@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
 from cluster import REDIS_URL, Cluster, flushed_redis
-
-
-@pytest.fixture(scope="module")
-def pg_module_url(pg_server: str) -> Iterator[str]:
-    """A PostgreSQL database for one test module's cluster."""
-    name = f"pico_cluster_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{pg_server.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,9 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pico_nb.lab import Lab
+from pico_nb.pipeline.synthetic import generate
+from pico_nb.settings import load_settings
+
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22", "carol": "carol-secret-3"}
 ACCESS = ["access:services!service=pico"]
 START_TIMEOUT = 90.0
+FAKE_SPEC = Path(__file__).parents[1] / "fake_pipeline.toml"
 
 
 def free_port() -> int:
@@ -157,3 +163,41 @@ class Hub:
     def service_url(self) -> str:
         """What a user server finds in PICO_NB_SERVICE_URL."""
         return f"http://127.0.0.1:{self.service_port}/services/pico/"
+
+
+def start_hub(root: Path, **pico: str) -> Hub:
+    """A lab server with alice, bob and carol (admin); ``pico`` adds PICO_NB_* settings."""
+    ports = {name: free_port() for name in ("port", "hub_port", "proxy_api_port", "service_port")}
+    values = {
+        "HOME": str(root / "home"),
+        "DATA_ROOTS": str(root / "data"),
+        "PIPELINE_SPEC": str(FAKE_SPEC),
+        "HEARTBEAT_SECONDS": "0.5",
+        "MAX_CONCURRENT_RUNS": "4",
+        **pico,
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PICO_NB_", "JUPYTERHUB_"))}
+    env.update({f"PICO_NB_{k}": v for k, v in values.items()})
+    env.update({f"PICO_NB_HUB_{k.upper()}": str(v) for k, v in ports.items()})
+    env["PICO_NB_HUB_CULL_IDLE_SECONDS"] = "0"
+    env["PICO_NB_HUB_STATE_DIR"] = str(root / "state")
+    generate(root / "data" / "frames", size=(32, 32), frames=4, neurons=2)
+    settings = load_settings(
+        root / "home",
+        data_roots=[str(root / "data")],
+        pipeline_spec=str(FAKE_SPEC),
+        **{k.lower(): v for k, v in pico.items()},
+    )
+    operator = Lab.operator(settings=settings)
+    for name, password in PASSWORDS.items():
+        operator.add_user(name, password, is_admin=name == "carol")
+    server = Hub(
+        root=root,
+        env=env,
+        port=ports["port"],
+        service_port=ports["service_port"],
+        admin_token=secrets.token_hex(32),
+    )
+    server.start()
+    assert server.hub_api("POST", "users", {"usernames": list(PASSWORDS)}).status == 201
+    return server

@@ -44,7 +44,7 @@ class Cluster:
     def __init__(self, root: Path, database_url: str, broker_url: str) -> None:
         self.root, self.database_url, self.broker_url = root, database_url, broker_url
         self.data = root / "data"
-        self.frames = write_frames(self.data / "frames")
+        self.frames = write_frames(self.data / "cluster-frames")
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.values: dict[str, Any] = {
             "database_url": database_url,
