@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import cv2
@@ -20,3 +21,10 @@ def write_frames(folder: Path, count: int = 3, size: tuple[int, int] = (16, 16))
         data = rng.integers(0, 255, size=size, dtype=np.uint8)
         cv2.imwrite(str(folder / f"frame_{i}.jpg"), data)
     return folder
+
+
+def free_port() -> int:
+    """A port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

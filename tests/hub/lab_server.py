@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,17 +19,12 @@ from pico_nb.lab import Lab
 from pico_nb.pipeline.synthetic import generate
 from pico_nb.settings import load_settings
 
+from support import free_port
+
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22", "carol": "carol-secret-3"}
 ACCESS = ["access:services!service=pico"]
 START_TIMEOUT = 90.0
 FAKE_SPEC = Path(__file__).parents[1] / "fake_pipeline.toml"
-
-
-def free_port() -> int:
-    """A port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
