@@ -10,7 +10,8 @@ import ipywidgets as w
 import psutil
 import traitlets as t
 
-from pico_nb.text import esc, size
+from pico_nb.schemas import WorkerRecord
+from pico_nb.text import esc, local_time, size
 from pico_nb.widgets import default_lab
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
 from pico_nb.widgets.ticker import Ticker
@@ -53,6 +54,24 @@ def meter(label: str, fraction: float, detail: str) -> str:
     )
 
 
+def worker_table(workers: list[WorkerRecord]) -> str:
+    """Workers with their load and last report; a lost one stands out."""
+    colours = {"online": "#16a34a", "stopped": "#64748b", "lost": "#dc2626"}
+    rows = "".join(
+        f"<tr><td><b>{esc(wk.name)}</b></td><td>{esc(wk.host)}</td>"
+        f'<td style="color:{colours.get(wk.state, "#000")}">{esc(wk.state)}</td>'
+        f"<td>{wk.busy} of {wk.slots}</td><td>{esc(', '.join(wk.gpus) or '—')}</td>"
+        f"<td>{esc(', '.join(map(str, wk.runs)) or '—')}</td>"
+        f"<td>{esc(local_time(wk.heartbeat_at))}</td></tr>"
+        for wk in workers
+    )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("Worker", "Host", "State", "Busy", "GPUs", "Your runs", "Last report")
+    )
+    return f'<table class="pico-table"><tr>{head}</tr>{rows}</table>'
+
+
 class ResourcesView(w.VBox):
     """What the machine is doing and what waits in the queue, refreshed while visible."""
 
@@ -63,6 +82,7 @@ class ResourcesView(w.VBox):
         self.machine = w.HTML()
         self.gpus = w.HTML()
         self.queue = w.HTML()
+        self.workers = w.HTML()
         self.messages = MessageBar()
         super().__init__(
             [
@@ -72,6 +92,7 @@ class ResourcesView(w.VBox):
                 self.gpus,
                 heading("Queue", 3),
                 self.queue,
+                self.workers,
                 self.messages,
             ]
         )
@@ -112,3 +133,11 @@ class ResourcesView(w.VBox):
             f"<div><b>{q['running']}</b> running of <b>{q['slots']}</b> slots · "
             f"<b>{q['queued']}</b> queued{gpus_text}</div>"
         )
+        workers = self.lab.workers()
+        if workers:
+            self.workers.value = worker_table(workers)
+        elif self.lab.settings.executor == "celery":
+            self.workers.value = (
+                '<div class="pico-muted">No worker has registered yet: start one with '
+                "<code>pico-nb worker</code> on a machine that reaches the broker.</div>"
+            )

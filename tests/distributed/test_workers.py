@@ -191,3 +191,30 @@ def test_gpu_runs_wait_for_a_gpu_worker(cluster: Cluster) -> None:
     cluster.start_worker("gpu2", "--gpus", "0,1")
     done = lab.wait(run.id, timeout=30)
     assert done.status == "completed" and done.worker == "gpu2" and done.gpus in ("0", "1")
+
+
+def test_resources_view_lists_workers_and_only_your_runs(cluster: Cluster) -> None:
+    from pico_nb.widgets.resources import ResourcesView
+
+    alice, bob = cluster.lab("alice"), cluster.lab("bob")
+    gate = cluster.data / "gate-view"
+    mine = alice.run_experiment(cluster.experiment(alice, "viewed", wait_file=str(gate)))
+    theirs = bob.run_experiment(cluster.experiment(bob, "<b>hidden</b>", wait_file=str(gate)))
+    wait_for(
+        lambda: alice.get_run(mine.id).status == bob.get_run(theirs.id).status == "running",
+        30,
+        "both runs to start",
+    )
+    view = ResourcesView(alice, refresh_seconds=60)
+    try:
+        html = view.workers.value
+        assert "<b>w1</b>" in html and "<b>w2</b>" in html and "online" in html
+        assert "1 of 1" in html
+        assert f"<td>{mine.id}</td>" in html and f"<td>{theirs.id}</td>" not in html
+        slots = sum(wk.slots for wk in alice.workers() if wk.state == "online")
+        assert f"<b>2</b> running of <b>{slots}</b> slots" in view.queue.value
+    finally:
+        view.close()
+        gate.touch()
+    assert alice.wait(mine.id, timeout=30).status == "completed"
+    assert bob.wait(theirs.id, timeout=30).status == "completed"
