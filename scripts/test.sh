@@ -4,12 +4,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install.sh
 install_venv "test,hub,distributed"
-apt_install chromium
+apt_install chromium redis-server
 
-# PostgreSQL and Redis are real servers in the tests; start them if they are installed but down.
+# PostgreSQL and Redis are real servers in the tests; start them if they are installed but down,
+# and stop here, loudly, if they still do not answer.
 if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1; then
   as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
 fi
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  as_root redis-server --bind 127.0.0.1 --port 6379 --save "" --appendonly no --daemonize yes
+  sleep 1
+fi
+pg_isready -q -h 127.0.0.1 || { echo "error: PostgreSQL must answer on 127.0.0.1:5432" >&2; exit 1; }
+redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null ||
+  { echo "error: Redis must answer on 127.0.0.1:6379" >&2; exit 1; }
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
