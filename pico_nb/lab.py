@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,7 +20,16 @@ from pico_nb.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from pico_nb.execution import Executor, executor_for, local
 from pico_nb.execution.celery import worker_state
 from pico_nb.frames import detect_frames
-from pico_nb.models import ACTIVE_STATUSES, RUN_STATUSES, Experiment, Run, User, Worker, utcnow
+from pico_nb.models import (
+    ACTIVE_STATUSES,
+    RUN_STATUSES,
+    Experiment,
+    LogBytes,
+    Run,
+    User,
+    Worker,
+    utcnow,
+)
 from pico_nb.params import PipelineSpec, load_spec
 from pico_nb.schemas import (
     ExperimentRecord,
@@ -70,6 +79,7 @@ class Lab:
         self.spec: PipelineSpec = load_spec(self.settings.pipeline_spec)
         self.db: Database = open_database(self.settings.effective_database_url)
         self.executor: Executor = executor_for(self.db, self.settings)
+        self._redis: Any = None  # the live-log connection, opened on first use
         self.username = (user or current_username()).strip()
         self._operator = operator
         try:
@@ -395,6 +405,8 @@ class Lab:
             if remove_outputs:
                 self._check_removable(session, exp, output)
             exp.deleted_at = utcnow()
+            run_ids = select(Run.id).where(Run.experiment_id == exp.id)
+            session.execute(delete(LogBytes).where(LogBytes.run_id.in_(run_ids)))
             log_paths = [
                 Path(p)
                 for p in session.scalars(select(Run.log_path).where(Run.experiment_id == exp.id))
@@ -568,8 +580,9 @@ class Lab:
         )
         if not remote:
             return logs.FileLog(Path(run.log_path))
-        client = logstream.connect(self.settings.effective_log_stream_url)
-        return logstream.RemoteLog(self.db, client, run.id)
+        if self._redis is None:
+            self._redis = logstream.connect(self.settings.effective_log_stream_url)
+        return logstream.RemoteLog(self.db, self._redis, run.id)
 
     # ------------------------------------------------------------------- results
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from pico_nb.models import LogChunk
+from pico_nb.models import LogBytes
 
 if TYPE_CHECKING:
     import redis
@@ -69,9 +69,9 @@ def db_read(db: Database, run_id: int, offset: int, limit: int) -> bytes:
     """Contiguous bytes from ``offset`` out of the central chunks."""
     with db.read() as session:
         rows = session.execute(
-            select(LogChunk.start, LogChunk.data)
-            .where(LogChunk.run_id == run_id, LogChunk.stop > offset)
-            .order_by(LogChunk.start)
+            select(LogBytes.start, LogBytes.data)
+            .where(LogBytes.run_id == run_id, LogBytes.stop > offset)
+            .order_by(LogBytes.start)
             .limit(64)
         ).all()
     return _contiguous(rows, offset, limit)
@@ -80,7 +80,7 @@ def db_read(db: Database, run_id: int, offset: int, limit: int) -> bytes:
 def db_size(db: Database, run_id: int) -> int:
     """Bytes kept centrally so far."""
     with db.read() as session:
-        return session.scalar(select(func.max(LogChunk.stop)).where(LogChunk.run_id == run_id)) or 0
+        return session.scalar(select(func.max(LogBytes.stop)).where(LogBytes.run_id == run_id)) or 0
 
 
 def _contiguous(pieces: Any, offset: int, limit: int) -> bytes:
@@ -232,7 +232,7 @@ class LogShipper:
             try:
                 with self.db.write() as session:
                     session.add(
-                        LogChunk(run_id=self.run_id, start=start, stop=start + len(data), data=data)
+                        LogBytes(run_id=self.run_id, start=start, stop=start + len(data), data=data)
                     )
                 break
             except Exception:

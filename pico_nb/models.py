@@ -150,7 +150,7 @@ class Worker(Base):
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class LogChunk(Base):
+class LogBytes(Base):
     """Bytes [start, stop) of a remote run's log, kept centrally so history outlives workers."""
 
     __tablename__ = "log_chunks"

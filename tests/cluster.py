@@ -61,17 +61,23 @@ class Cluster:
         """The lab's settings as seen from one machine's data home."""
         return load_settings(home, **self.values)
 
+    def env(self, home: Path) -> dict[str, str]:
+        """The PICO_NB_* environment a machine of this cluster runs pico-nb with."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PICO_NB_")}
+        for key, value in self.values.items():
+            env[f"PICO_NB_{key.upper()}"] = (
+                ",".join(value) if isinstance(value, list) else str(value)
+            )
+        env["PICO_NB_HOME"] = str(home)
+        return env
+
     def lab(self, user: str) -> Lab:
         """A Lab on the submitting machine, which has its own home too."""
         return Lab(user=user, settings=self.settings(self.root / "submitter"))
 
     def start_worker(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         """`pico-nb worker` in its own session, as on a machine of its own; wait until online."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PICO_NB_")}
-        for key, value in self.values.items():
-            text = ",".join(value) if isinstance(value, list) else str(value)
-            env[f"PICO_NB_{key.upper()}"] = text
-        env["PICO_NB_HOME"] = str(self.root / f"worker-{name}")
+        env = self.env(self.root / f"worker-{name}")
         log = open(self.root / f"worker-{name}.log", "ab")  # noqa: SIM115 - the process owns it
         proc = subprocess.Popen(
             [sys.executable, "-m", "pico_nb.cli", "worker", "--name", name, *args],

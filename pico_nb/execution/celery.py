@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from pico_nb import logstream
-from pico_nb.errors import ValidationError
+from pico_nb.errors import Conflict, ValidationError
 from pico_nb.execution import local
 from pico_nb.execution.supervisor import Supervisor, launch
 from pico_nb.models import Run, Worker, utcnow
@@ -148,7 +148,8 @@ class CeleryExecutor:
         """Slots, GPUs and the line across the workers that are online."""
         with self.db.read() as session:
             state = local.count_active(session)
-            online = [w for w in session.scalars(select(Worker)) if worker_state(w, self.settings)]
+            workers = list(session.scalars(select(Worker)))
+        online = [w for w in workers if worker_state(w, self.settings) == "online"]
         state["slots"] = sum(w.slots for w in online)
         state["gpus"] = sorted({g for w in online for g in w.gpus})
         state["workers"] = len(online)
@@ -199,6 +200,13 @@ class WorkerRuntime:
             if row is None:
                 row = Worker(name=self.name)
                 session.add(row)
+            elif worker_state(row, self.settings) == "online" and (
+                row.host != local.HOST or local.alive(row.pid)
+            ):
+                raise Conflict(
+                    f"worker {self.name} is already online on {row.host}; "
+                    "give this one another --name"
+                )
             row.host, row.pid, row.slots, row.gpus = local.HOST, os.getpid(), self.slots, self.gpus
             row.started_at = row.heartbeat_at = utcnow()
             row.stopped_at = None
@@ -319,7 +327,12 @@ class WorkerRuntime:
             self.wakes.pop(run_id, None)
 
     def hand_on(self) -> None:
-        """A slot (and maybe a user's cap) is free: make sure a token waits for each kind."""
+        """A user's cap may have freed: tokens it made claim nothing are owed to the queue.
+
+        Without a cap every queued run keeps its own token, so nothing needs sending.
+        """
+        if self.settings.max_runs_per_user is None:
+            return
         with self.db.read() as session:
             kinds = set(
                 session.scalars(select(Run.needs_gpu).where(Run.status == "queued").distinct())

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from pico_nb import logstream
-from pico_nb.models import LogChunk, Run
+from pico_nb.models import LogBytes, Run
 from pico_nb.schemas import LogLine, RunRecord
 
 from cluster import Cluster, wait_for
@@ -38,7 +38,7 @@ def test_six_runs_from_two_users_spread_over_both_workers(cluster: Cluster) -> N
     assert {r.worker for r in running} == {"w1", "w2"}
     listing = subprocess.run(
         [sys.executable, "-m", "pico_nb.cli", "workers", "--json"],
-        env=cluster_env(cluster),
+        env=cluster.env(cluster.root / "submitter"),
         capture_output=True,
         text=True,
         timeout=60,
@@ -60,18 +60,6 @@ def test_six_runs_from_two_users_spread_over_both_workers(cluster: Cluster) -> N
     assert {lab.get_run(rid).worker for _, rid in runs[:3]} | {
         labs["bob"].get_run(rid).worker for _, rid in runs[3:]
     } == {"w1", "w2"}
-
-
-def cluster_env(cluster: Cluster) -> dict[str, str]:
-    """The CLI's view of the cluster, as an operator's shell would have it."""
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PICO_NB_")}
-    env["PICO_NB_HOME"] = str(cluster.root / "submitter")
-    env["PICO_NB_DATABASE_URL"] = cluster.database_url
-    env["PICO_NB_EXECUTOR"] = "celery"
-    env["PICO_NB_BROKER_URL"] = cluster.broker_url
-    return env
 
 
 def read_all(lab: object, run_id: int) -> str:
@@ -133,7 +121,7 @@ def test_follower_sees_live_lines_from_a_worker(cluster: Cluster) -> None:
     assert lines[-1] == "# finished: completed (exit code 0)"
     assert [ln for ln in lines if ln.startswith("line ")] == [f"line {i}" for i in range(5)]
     with lab.db.read() as session:  # kept centrally; the stream only expires
-        chunks = session.query(LogChunk).filter_by(run_id=run.id).all()
+        chunks = session.query(LogBytes).filter_by(run_id=run.id).all()
     assert (
         b"".join(c.data for c in sorted(chunks, key=lambda c: c.start))
         .decode()
@@ -218,3 +206,26 @@ def test_resources_view_lists_workers_and_only_your_runs(cluster: Cluster) -> No
         gate.touch()
     assert alice.wait(mine.id, timeout=30).status == "completed"
     assert bob.wait(theirs.id, timeout=30).status == "completed"
+
+
+def test_a_worker_name_already_online_is_refused(cluster: Cluster) -> None:
+    twin = subprocess.run(
+        [sys.executable, "-m", "pico_nb.cli", "worker", "--name", "w1"],
+        env=cluster.env(cluster.root / "twin"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert twin.returncode == 1
+    assert twin.stderr.strip().startswith("error: worker w1 is already online on ")
+    assert "Traceback" not in twin.stderr
+    states = {w.name: w.state for w in cluster.lab("alice").workers()}
+    assert states["w1"] == "online"
+    bad = subprocess.run(
+        [sys.executable, "-m", "pico_nb.cli", "worker", "--name", "no/slash", "--gpus", "a"],
+        env=cluster.env(cluster.root / "twin"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --gpus: must be GPU numbers")
