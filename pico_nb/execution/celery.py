@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 TASK = "pico_nb.take_run"
 STOP_CHANNEL = "pico_nb:stop"
+BROKER_DOWN = "waiting for the broker, which is unreachable; sent when it is back"
 
 
 def queue_name(needs_gpu: bool) -> str:
@@ -96,27 +97,30 @@ class CeleryExecutor:
 
     def submit(self, run_id: int) -> None:
         """Publish the run's token; if the broker is down the run waits, queued, for it."""
+        self._send(run_id)
+
+    def _send(self, run_id: int) -> bool:
+        """Publish one run's token and note it, or note why not; False if the broker is down."""
         with self.db.read() as session:
             run = session.get(Run, run_id)
             needs_gpu, status = run.needs_gpu, run.status
         if status != "queued":
-            return
+            return True
         try:
             publish(self.settings, needs_gpu)
         except Exception as exc:
-            log.warning("run %s stays queued: broker unreachable (%s)", run_id, exc)
+            log.info("run %s stays queued: broker unreachable (%s)", run_id, exc)
             with self.db.write() as session:
                 run = session.get(Run, run_id)
                 if run.status == "queued":
-                    run.reason = (
-                        "waiting for the broker, which is unreachable; sent when it is back"
-                    )
-            return
+                    run.reason = BROKER_DOWN
+            return False
         with self.db.write() as session:
             run = session.get(Run, run_id)
             run.dispatched_at = utcnow()
             if run.status == "queued":
                 run.reason = None
+        return True
 
     def stop(self, run_id: int) -> None:
         """Wake the run's worker at once; without Redis it sees the request at its heartbeat."""
@@ -136,7 +140,8 @@ class CeleryExecutor:
                 )
             )
         for run_id in waiting:
-            self.submit(run_id)
+            if not self._send(run_id):
+                return  # the broker is still down; the next reconcile tries again
 
     def reconcile(self) -> list[int]:
         """Fail runs whose worker stopped reporting, then send out what is waiting."""
@@ -310,6 +315,7 @@ class WorkerRuntime:
         run.host, run.worker, run.supervisor_pid = local.HOST, self.name, os.getpid()
         run.gpus = free_gpus[0] if needs_gpu else None
         run.reason = None
+        run.provenance = {**run.provenance, **local.machine(), "worker": self.name}
         return run.id
 
     def _execute(self, run_id: int) -> None:

@@ -48,12 +48,15 @@ def provenance(spec: PipelineSpec, argv: list[str], username: str) -> dict[str, 
         "pipeline": spec.name,
         "pipeline_version": spec.version,
         "command": spec.base_command(),
-        "packages": _versions(),
-        "host": HOST,
-        "platform": platform.platform(),
+        **machine(),
         "user": username,
         "argv_length": len(argv),
     }
+
+
+def machine() -> dict[str, Any]:
+    """The machine a run executes on and the package versions there."""
+    return {"packages": _versions(), "host": HOST, "platform": platform.platform()}
 
 
 def lock_queue(session: Session) -> None:

@@ -189,14 +189,7 @@ class ApiHandler(HubOAuthenticated, web.RequestHandler):
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Lab calls block on the database and disk: keep them off the event loop."""
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self.settings["pool"], fn, *args
-            )
-        except RuntimeError as exc:  # the pool is shut: the service is stopping
-            if "shutdown" not in str(exc):
-                raise
-            raise web.HTTPError(503, reason="the pico service is restarting") from None
+        return await asyncio.get_running_loop().run_in_executor(self.settings["pool"], fn, *args)
 
     async def prepare(self) -> None:
         model = await self.hub_auth.get_user(self, sync=False)
@@ -263,6 +256,9 @@ class ApiHandler(HubOAuthenticated, web.RequestHandler):
                 body["errors"] = exc.errors
         elif status_code < 500:
             body = {"error": "http", "message": self._reason}
+        elif self.settings["stopping"].is_set():  # calls cut short by a restart: try again
+            self.set_status(503)
+            body = {"error": "http", "message": "the pico service is restarting"}
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
@@ -398,6 +394,7 @@ def make_app(settings: Settings, prefix: str, pool: ThreadPoolExecutor) -> web.A
         handlers,
         labs=Labs(settings),
         pool=pool,
+        stopping=threading.Event(),  # set before the pool shuts: cut-short calls get 503
         cookie_secret=os.urandom(32),
         hub_auth=HubOAuth.instance(),
     )
@@ -432,6 +429,7 @@ async def serve(settings: Settings) -> None:
         log.info("pico service listening on %s%s", bind_url.geturl(), prefix)
         await stopping.wait()
         log.info("pico service stopping")
+        app.settings["stopping"].set()
         ticker.stop()
         server.stop()
         pool.shutdown(wait=False, cancel_futures=True)

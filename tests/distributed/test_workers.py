@@ -57,6 +57,7 @@ def test_six_runs_from_two_users_spread_over_both_workers(cluster: Cluster) -> N
         ]
         assert text.rstrip().endswith("# finished: completed (exit code 0)")
         assert f"on {done.host} ({done.worker})" in text.splitlines()[1]
+        assert done.provenance["worker"] == done.worker and done.provenance["packages"]
     assert {lab.get_run(rid).worker for _, rid in runs[:3]} | {
         labs["bob"].get_run(rid).worker for _, rid in runs[3:]
     } == {"w1", "w2"}
@@ -74,7 +75,8 @@ def read_all(lab: object, run_id: int) -> str:
 
 
 def test_one_users_queue_does_not_starve_another(cluster: Cluster) -> None:
-    carol, alice, bob = (cluster.lab(u) for u in ("carol", "alice", "bob"))
+    # users with no history yet, so "longest since their last start" is a tie they share
+    carol, alice, bob = (cluster.lab(u) for u in ("carol", "dora", "eve"))
     hold_w1, hold_w2 = cluster.data / "hold-w1", cluster.data / "hold-w2"
     first = carol.run_experiment(cluster.experiment(carol, "hold 1", wait_file=str(hold_w1)))
     wait_for(lambda: carol.get_run(first.id).status == "running", 30, "the first hold")
@@ -88,10 +90,10 @@ def test_one_users_queue_does_not_starve_another(cluster: Cluster) -> None:
         assert alice.wait(rid, timeout=60).status == "completed"
     assert bob.wait(theirs, timeout=60).status == "completed"
     order = sorted(
-        [(alice.get_run(r).started_at, "alice") for r in mine]
-        + [(bob.get_run(theirs).started_at, "bob")]
+        [(alice.get_run(r).started_at, "dora") for r in mine]
+        + [(bob.get_run(theirs).started_at, "eve")]
     )
-    assert [who for _, who in order][:2] == ["alice", "bob"]  # turns, not first come first go
+    assert [who for _, who in order][:2] == ["dora", "eve"]  # turns, not first come first go
     assert {alice.get_run(r).worker for r in mine} == {freed}
     hold_w2.touch()
     assert carol.wait(second.id, timeout=30).status == "completed"
@@ -100,7 +102,8 @@ def test_one_users_queue_does_not_starve_another(cluster: Cluster) -> None:
 def test_follower_sees_live_lines_from_a_worker(cluster: Cluster) -> None:
     lab = cluster.lab("alice")
     release = cluster.data / "release-follow"
-    run = lab.run_experiment(cluster.experiment(lab, "follow", lines=5, wait_file=str(release)))
+    exp = cluster.experiment(lab, "follow", lines=5, tqdm_steps=8, wait_file=str(release))
+    run = lab.run_experiment(exp)
     seen: list[LogLine] = []
     waiting = threading.Event()
 
@@ -120,6 +123,9 @@ def test_follower_sees_live_lines_from_a_worker(cluster: Cluster) -> None:
     lines = [e.line for e in seen if e.line is not None]
     assert lines[-1] == "# finished: completed (exit code 0)"
     assert [ln for ln in lines if ln.startswith("line ")] == [f"line {i}" for i in range(5)]
+    assert any(e.progress == 1.0 and e.stage == "motion correction" for e in seen)
+    done = lab.get_run(run.id)
+    assert (done.stage, done.progress, done.exit_code) == ("motion correction", 1.0, 0)
     with lab.db.read() as session:  # kept centrally; the stream only expires
         chunks = session.query(LogBytes).filter_by(run_id=run.id).all()
     assert (
@@ -173,12 +179,13 @@ def test_a_worker_killed_mid_run_loses_its_run_and_the_others_go_on(cluster: Clu
 
 def test_gpu_runs_wait_for_a_gpu_worker(cluster: Cluster) -> None:
     lab = cluster.lab("bob")
-    run = lab.run_experiment(cluster.experiment(lab, "needs gpu", device="cuda"))
+    run = lab.run_experiment(cluster.experiment(lab, "needs gpu", device="cuda", exit_code=3))
     time.sleep(1.5)  # several worker heartbeats: nobody without a GPU may take it
     assert lab.get_run(run.id).status == "queued"
     cluster.start_worker("gpu2", "--gpus", "0,1")
     done = lab.wait(run.id, timeout=30)
-    assert done.status == "completed" and done.worker == "gpu2" and done.gpus in ("0", "1")
+    assert done.worker == "gpu2" and done.gpus in ("0", "1")
+    assert (done.status, done.exit_code, done.reason) == ("failed", 3, "exit code 3")
 
 
 def test_resources_view_lists_workers_and_only_your_runs(cluster: Cluster) -> None:
