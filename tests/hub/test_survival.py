@@ -19,12 +19,15 @@ def server_state(hub: Hub, user: str) -> dict[str, Any]:
     return hub.hub_api("GET", f"users/{user}").json.get("servers", {}).get("", {})
 
 
-def pico_environment(user: str) -> dict[str, str]:
+def pico_environment(hub: Hub, user: str) -> dict[str, str]:
     """The PICO_NB_* variables a user's server process sees: no database, no settings."""
+    api = f"127.0.0.1:{hub.env['PICO_NB_HUB_HUB_PORT']}/"  # this hub's servers, not another's
     for proc in psutil.process_iter(["cmdline", "environ"]):
         env = proc.info["environ"] or {}
-        if "jupyterhub.singleuser" in (proc.info["cmdline"] or []) and (
-            env.get("JUPYTERHUB_USER") == user
+        if (
+            "jupyterhub.singleuser" in (proc.info["cmdline"] or [])
+            and env.get("JUPYTERHUB_USER") == user
+            and api in env.get("JUPYTERHUB_API_URL", "")
         ):
             return {k: v for k, v in env.items() if k.startswith("PICO_NB_")}
     raise AssertionError(f"no server process for {user}")
@@ -42,7 +45,7 @@ def test_run_survives_stopping_the_users_server(hub: Hub, experiment: Any, tmp_p
     started = hub.hub_api("POST", "users/alice/server")  # she may still have one from a login
     assert started.status in (201, 202) or b"already running" in started.body, started.body
     wait_for(lambda: server_state(hub, "alice").get("ready"))
-    assert pico_environment("alice") == {"PICO_NB_SERVICE_URL": hub.service_url()}
+    assert pico_environment(hub, "alice") == {"PICO_NB_SERVICE_URL": hub.service_url()}
     gate = tmp_path / "gate"
     exp = experiment("alice", wait_file=str(gate), lines=50)
     lab = RemoteLab(url=hub.service_url(), token=hub.token("alice"))
