@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -573,13 +574,13 @@ class Lab:
         """Mark runs whose supervisor vanished as lost, then start queued runs into free slots."""
         return self.executor.reconcile()
 
-    def _log_source(self, run: RunRecord) -> logs.LogSource:
+    def _log_source(self, run: RunRecord, poll: float = 0.05) -> logs.LogSource:
         """A worker's run is read from the central store; a local one from its file."""
         remote = run.worker is not None or (
             run.status == "queued" and self.settings.executor == "celery"
         )
         if not remote:
-            return logs.FileLog(Path(run.log_path))
+            return logs.FileLog(Path(run.log_path), poll)
         if self._redis is None:
             self._redis = logstream.connect(self.settings.effective_log_stream_url)
         return logstream.RemoteLog(self.db, self._redis, run.id)
@@ -603,9 +604,9 @@ class Lab:
         run = self.get_run(run_id)
         offset = _as_id(offset, "offset", minimum=0)
         limit = _as_id(limit, "limit", minimum=4)
-        source = self._log_source(run)
-        text, next_offset = logs.read_log(source, offset, limit)
-        size = source.size()
+        with contextlib.closing(self._log_source(run)) as source:
+            text, next_offset = logs.read_log(source, offset, limit)
+            size = source.size()
         return LogChunk(
             run_id=run.id,
             text=text,
@@ -639,19 +640,17 @@ class Lab:
                 state["done"] = not self.get_run(run_id).active
             return bool(state["done"])
 
-        source = self._log_source(run)
-        if isinstance(source, logs.FileLog):
-            source.poll = poll
-        for event in logs.follow(source, offset, done=done, from_tail=from_tail):
-            progress = event.progress
-            yield LogLine(
-                line=event.line,
-                stage=progress.stage if progress else None,
-                progress=progress.fraction if progress else None,
-                eta_seconds=progress.eta_seconds if progress else None,
-                progress_text=progress.text if progress else None,
-                offset=event.offset,
-            )
+        with contextlib.closing(self._log_source(run, poll)) as source:
+            for event in logs.follow(source, offset, done=done, from_tail=from_tail):
+                progress = event.progress
+                yield LogLine(
+                    line=event.line,
+                    stage=progress.stage if progress else None,
+                    progress=progress.fraction if progress else None,
+                    eta_seconds=progress.eta_seconds if progress else None,
+                    progress_text=progress.text if progress else None,
+                    offset=event.offset,
+                )
 
     # ------------------------------------------------------------------ accounts
 

@@ -315,6 +315,10 @@ class LogSource(Protocol):
         """Return when bytes past ``offset`` may have arrived, or after a short while."""
         ...
 
+    def close(self) -> None:
+        """Let go of what reading held open."""
+        ...
+
 
 class FileLog:
     """A log file on this machine, kept open between reads so following stays cheap."""

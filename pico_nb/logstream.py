@@ -136,6 +136,9 @@ class RemoteLog:
                     size = max(size, _offset(last[0][0]) + len(last[0][1][b"d"]))
         return size
 
+    def close(self) -> None:
+        """Nothing to let go: the Redis connection belongs to the Lab."""
+
     def wait(self, offset: int) -> None:
         if self.client is None or self._gap:
             time.sleep(0.5 if self.client is None else 0.1)
