@@ -22,7 +22,7 @@ import redis
 from pico_nb.lab import Lab
 from pico_nb.settings import Settings, load_settings
 
-from support import TEST_PIPELINE, write_frames
+from support import TEST_PIPELINE, free_port, write_frames
 
 REDIS_URL = os.environ.get("PICO_NB_TEST_REDIS", "redis://127.0.0.1:6379/11")
 
@@ -133,3 +133,37 @@ def flushed_redis(url: str) -> redis.Redis:
         pytest.fail(f"Redis must run at {url} for the distributed tests: {exc}")
     client.flushdb()
     return client
+
+
+class Broker:
+    """A Redis server of this test's own, so it can be stopped and started again."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port, self.folder = free_port(), folder
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.folder)),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        wait_for(lambda: _pings(client), 10, "the broker to accept connections")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+def _pings(client: redis.Redis) -> bool:
+    """Whether Redis answers yet."""
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
