@@ -17,10 +17,11 @@ from typing import Any
 
 from pico_nb.hub import SERVICE_NAME, SERVICE_URL_ENV
 from pico_nb.settings import ENV_PREFIX, load_settings
+from pico_nb.shared_files import shared_dir
 
 HUB_ENV_PREFIX = ENV_PREFIX + "HUB_"
 DASHBOARD = "dashboard.ipynb"
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+NOTEBOOKS = shared_dir("notebooks")
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
 PROXY_TIMEOUT_MS = 3_600_000
 LOG_EXTENSION = "pico_nb.widgets.server"

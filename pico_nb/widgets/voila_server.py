@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import webbrowser
-from pathlib import Path
 from typing import Any
 
 from tornado.ioloop import IOLoop
@@ -12,11 +11,11 @@ from traitlets import default
 from voila.app import Voila
 from voila.tornado.handler import TornadoVoilaHandler
 
+from pico_nb.shared_files import shared_dir
 from pico_nb.widgets import default_lab, server
 
-ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
-CONFIG_DIR = ROOT / "jupyter_config"
+NOTEBOOK = shared_dir("notebooks") / "dashboard.ipynb"
+CONFIG_DIR = shared_dir("jupyter_config")
 
 
 class DashboardPage(TornadoVoilaHandler):
