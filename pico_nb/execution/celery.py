@@ -4,13 +4,14 @@ The database stays the one truth about runs; Celery only carries *tokens*. Submi
 records it as queued and publishes one token on ``pico_nb.cpu`` or, for a run that needs a
 GPU, ``pico_nb.gpu``. A worker that takes a token claims, in one transaction, the fairest
 queued run of that kind it can run: the user with the fewest running runs first, then the
-oldest run. So one user's fifty queued runs never starve another's one, a run is claimed
+user whose last run started longest ago, then that user's oldest run. So one user's fifty
+queued runs never starve another's one, a run is claimed
 exactly once (a token delivered twice claims nothing twice), and a run is never silently
 re-run. A run whose token could not be published (broker down) stays queued and is published
 again by the next reconcile, which workers and the hub service do every heartbeat.
 
-A worker is a real Celery worker (thread pool, one thread per slot, one token reserved at a
-time). For each run it supervises the pipeline exactly as the local supervisor does (own
+A worker is a real Celery worker (thread pool, one thread per slot, a token reserved only
+by a free slot). For each run it supervises the pipeline exactly as the local supervisor does (own
 process group, heartbeats, stage and progress, stop, exit code, signal and reason), writes the
 log to a spool file on its own disk and ships it with :class:`pico_nb.logstream.LogShipper`.
 """
