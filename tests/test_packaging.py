@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,13 +11,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PIP = (sys.executable, "-m", "pip")
 
 pytestmark = pytest.mark.slow
 
 
 def test_wheel_carries_and_finds_the_notebooks_and_config(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in the checkout
+    skip = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "test*", "bench*")
+    shutil.copytree(ROOT, source, ignore=skip)
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", ROOT],
+        [*PIP, "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", source],
         capture_output=True,
         text=True,
         timeout=300,
@@ -30,7 +35,8 @@ def test_wheel_carries_and_finds_the_notebooks_and_config(tmp_path: Path) -> Non
     assert "etc/jupyter/jupyter_server_config.d/pico_nb.json" in data
     prefix = tmp_path / "prefix"
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix", prefix, wheel],
+        # --ignore-installed: never uninstall this environment's own (editable) pico-nb
+        [*PIP, "install", "--no-deps", "--ignore-installed", "-q", "--prefix", prefix, wheel],
         capture_output=True,
         text=True,
         timeout=300,
@@ -55,3 +61,11 @@ def test_wheel_carries_and_finds_the_notebooks_and_config(tmp_path: Path) -> Non
     assert module.is_relative_to(site)  # the installed copy, not the checkout
     assert notebooks == prefix / "share" / "pico-nb" / "notebooks"
     assert (notebooks / "dashboard.ipynb").is_file() and (config / "voila.json").is_file()
+    here = subprocess.run(
+        [sys.executable, "-c", "import pico_nb; print(pico_nb.__file__)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert Path(here.stdout.strip()).is_relative_to(ROOT)  # the test environment is untouched
