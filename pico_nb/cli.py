@@ -323,9 +323,10 @@ def cmd_workers(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    if load_settings(args.home).executor != "celery":  # checked before a Lab touches the queue
+    settings = load_settings(args.home)
+    if settings.executor != "celery":  # checked before a Lab touches the queue
         raise ValidationError.one("executor", "must be celery to start a worker")
-    pico_nb.Lab.operator(args.home).serve_as_worker(args.name, args.slots, args.gpus)
+    pico_nb.Lab.operator(settings=settings).serve_as_worker(args.name, args.slots, args.gpus)
     return 0
 
 

@@ -80,7 +80,6 @@ class Lab:
         self.spec: PipelineSpec = load_spec(self.settings.pipeline_spec)
         self.db: Database = open_database(self.settings.effective_database_url)
         self.executor: Executor = executor_for(self.db, self.settings)
-        self._redis: Any = None  # the live-log connection, opened on first use
         self.username = (user or current_username()).strip()
         self._operator = operator
         try:
@@ -581,9 +580,8 @@ class Lab:
         )
         if not remote:
             return logs.FileLog(Path(run.log_path), poll)
-        if self._redis is None:
-            self._redis = logstream.connect(self.settings.effective_log_stream_url)
-        return logstream.RemoteLog(self.db, self._redis, run.id)
+        client = logstream.connect(self.settings.effective_log_stream_url)
+        return logstream.RemoteLog(self.db, client, run.id)
 
     # ------------------------------------------------------------------- results
 

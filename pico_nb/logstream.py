@@ -22,6 +22,7 @@ import contextlib
 import logging
 import threading
 import time
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -46,8 +47,9 @@ def stream_key(run_id: int) -> str:
     return f"pico_nb:log:{run_id}"
 
 
+@cache
 def connect(url: str) -> redis.Redis | None:
-    """A Redis client for live logs, or None when none is configured."""
+    """The process's Redis client for live logs (thread-safe, pooled), or None without one."""
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return None
     import redis
@@ -162,7 +164,6 @@ class LogShipper:
         self._incoming: list[bytes] = []
         self._closing = False
         self._shipped = 0  # bytes sent to the stream (or past it, when Redis is away)
-        self._kept = 0  # bytes in the database
         self._pending: list[tuple[int, bytes]] = []  # shipped, not yet in the database
         self._trim_to = 0
         self._redis_ok = True
@@ -243,8 +244,7 @@ class LogShipper:
                     raise
                 time.sleep(1 + attempt)
         del pending[: len(pending)]
-        self._kept = start + len(data)
         if self.client is not None:  # readers behind the database's end read the database
             with contextlib.suppress(Exception):
                 self.client.xtrim(self.key, minid=_entry_id(self._trim_to), approximate=False)
-        self._trim_to = self._kept
+        self._trim_to = start + len(data)  # one flush of slack for readers just behind
