@@ -26,7 +26,6 @@ set +e
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then
-  echo "pytest collected no tests" >&2
-  status=0
+  echo "error: pytest ran no test; a filter that selects nothing is a failure, not a pass" >&2
 fi
 exit "$status"
