@@ -6,6 +6,7 @@ fixture differs: here the service submits to two workers (two slots each) throug
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +19,7 @@ from test_survival import (
 from cluster import Cluster, flushed_redis
 from lab_server import Hub, start_hub
 
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_URL = os.environ.get("PICO_NB_TEST_HUB_REDIS", "redis://127.0.0.1:6379/12")
 
 __all__ = [
     "test_follow_is_live",
