@@ -16,7 +16,7 @@ from pico_nb.demo import DELEGATED, add_demo_commands, run_delegated
 from pico_nb.errors import PicoError, ValidationError
 from pico_nb.schemas import ExperimentRecord, Record, RunRecord
 from pico_nb.settings import load_settings
-from pico_nb.text import duration, local_time
+from pico_nb.text import duration, error_text, local_time
 
 if TYPE_CHECKING:
     from pico_nb.lab import Lab
@@ -498,6 +498,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as exc:
         print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except Exception as exc:  # a fault: one line for the person, never a traceback
+        print(f"error: {error_text(exc)}", file=sys.stderr)
         return 1
 
 

@@ -5,25 +5,34 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pico_nb import logs, logstream, outputs, passwords
+from pico_nb import logins, logs, logstream, outputs, passwords, safe_paths
 from pico_nb.db import Database, open_database
 from pico_nb.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from pico_nb.execution import Executor, executor_for, local
 from pico_nb.execution.celery import worker_state
 from pico_nb.frames import detect_frames
+from pico_nb.inputs import (
+    MAX_LIST_PAGE,
+    MAX_LOG_READ,
+    Scope,
+    Sort,
+    Status,
+    as_id,
+    one_of,
+    short_text,
+    whole,
+)
 from pico_nb.models import (
     ACTIVE_STATUSES,
-    RUN_STATUSES,
     Experiment,
     LogBytes,
     Run,
@@ -36,6 +45,7 @@ from pico_nb.schemas import (
     ExperimentRecord,
     FrameInfo,
     LogChunk,
+    LoginOutcome,
     LogLine,
     Results,
     RunRecord,
@@ -50,9 +60,8 @@ from pico_nb.validation import (
     check_output_folder,
 )
 
-Scope = Literal["visible", "mine", "shared", "all"]
 EDITABLE = ("name", "description", "input_path", "output_path", "params")
-SORTS = {
+SORTS: dict[Sort, Any] = {
     "created": Experiment.created_at,
     "updated": Experiment.updated_at,
     "name": func.lower(Experiment.name),
@@ -131,7 +140,7 @@ class Lab:
 
     def _load(self, session: Session, experiment_id: int, *, write: bool) -> Experiment:
         """Fetch an experiment and apply the ownership rule in one place."""
-        exp = session.get(Experiment, _as_id(experiment_id, "experiment_id"))
+        exp = session.get(Experiment, as_id(experiment_id, "experiment_id"))
         if exp is None or exp.deleted_at is not None:
             raise NotFound(f"experiment {experiment_id} does not exist")
         if exp.owner_id == self._user_id or session.get(User, self._user_id).is_admin:
@@ -147,7 +156,7 @@ class Lab:
 
     def _load_run(self, session: Session, run_id: int, *, write: bool) -> Run:
         """Fetch a run through its experiment's access rule."""
-        run = session.get(Run, _as_id(run_id, "run_id"))
+        run = session.get(Run, as_id(run_id, "run_id"))
         if run is None:
             raise NotFound(f"run {run_id} does not exist")
         self._load(session, run.experiment_id, write=write)
@@ -252,12 +261,17 @@ class Lab:
     def _listing(
         self,
         session: Session,
-        status: str | None,
+        status: Status | None,
         search: str | None,
         owner: str | None,
         scope: Scope,
     ) -> Any:
-        """The filtered listing query shared by experiments() and count_experiments()."""
+        """The filtered listing query shared by experiments() and count_experiments(); every
+        filter comes from a closed set or is bounded text, so nothing unknown means "all"."""
+        scope = one_of(scope, "scope", Scope)
+        if status is not None and status != "":
+            status = one_of(status, "status", Status)
+        search, owner = short_text(search, "search"), short_text(owner, "owner")
         latest = (
             select(
                 Run.experiment_id.label("eid"),
@@ -287,8 +301,6 @@ class Lab:
         if owner:
             query = query.where(Experiment.owner.has(User.username == owner))
         if status:
-            if status not in ("created", *RUN_STATUSES):
-                raise ValidationError.one("status", f"unknown status {status!r}")
             query = query.where(func.coalesce(Run.status, "created") == status)
         if search:
             pattern = "%" + search.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
@@ -303,26 +315,25 @@ class Lab:
 
     def experiments(
         self,
-        status: str | None = None,
+        status: Status | None = None,
         search: str | None = None,
         owner: str | None = None,
         limit: int = 50,
         offset: int = 0,
         *,
         scope: Scope = "visible",
-        sort: str = "created",
+        sort: Sort = "created",
         descending: bool = True,
     ) -> list[ExperimentRecord]:
         """A page of the experiments this user may see, newest first by default."""
-        if sort not in SORTS:
-            raise ValidationError.one("sort", f"must be one of {', '.join(SORTS)}")
-        limit, offset = _as_id(limit, "limit", minimum=0), _as_id(offset, "offset", minimum=0)
+        key = SORTS[one_of(sort, "sort", Sort)]
+        limit, offset = whole(limit, "limit"), whole(offset, "offset")
+        descending = _flag(descending, "descending")
         self.reconcile()
         with self.db.read() as session:
-            key = SORTS[sort]
             query = self._listing(session, status, search, owner, scope)
             query = query.order_by(key.desc() if descending else key.asc(), Experiment.id.desc())
-            rows = session.execute(query.limit(min(limit, 1000)).offset(offset)).all()
+            rows = session.execute(query.limit(min(limit, MAX_LIST_PAGE)).offset(offset)).all()
             return [
                 _experiment_from(exp, _run_record(run) if run else None, count or 0)
                 for exp, run, count in rows
@@ -330,7 +341,7 @@ class Lab:
 
     def count_experiments(
         self,
-        status: str | None = None,
+        status: Status | None = None,
         search: str | None = None,
         owner: str | None = None,
         *,
@@ -402,8 +413,10 @@ class Lab:
             if self._active_run(session, exp.id) is not None:
                 raise Conflict(f"experiment {exp.id} has an active run; stop it first")
             output = Path(exp.output_path)
-            if remove_outputs:
+            roots = self.settings.data_roots_for(exp.owner.username)
+            if _flag(remove_outputs, "remove_outputs"):
                 self._check_removable(session, exp, output)
+                safe_paths.check_removable(output, roots)
             exp.deleted_at = utcnow()
             run_ids = select(Run.id).where(Run.experiment_id == exp.id)
             session.execute(delete(LogBytes).where(LogBytes.run_id.in_(run_ids)))
@@ -413,8 +426,8 @@ class Lab:
             ]
         for path in log_paths:
             path.unlink(missing_ok=True)
-        if remove_outputs and output.is_dir():
-            shutil.rmtree(output)
+        if remove_outputs:
+            safe_paths.remove_folder(output, roots)
 
     def _check_removable(self, session: Session, exp: Experiment, output: Path) -> None:
         """Never remove a folder another experiment writes to, a root, or one holding input."""
@@ -436,7 +449,7 @@ class Lab:
         """Let the whole lab read (and clone) an experiment, or take that back."""
         with self.db.write() as session:
             exp = self._load(session, experiment_id, write=True)
-            exp.shared = bool(shared)
+            exp.shared = _flag(shared, "shared")
             exp.updated_at = utcnow()
             return self._experiment_record(session, exp)
 
@@ -588,20 +601,24 @@ class Lab:
     def results(self, run_id: int) -> Results:
         """The run's summary.json, preview images and output files, for the results view."""
         run = self.get_run(run_id)
-        return outputs.collect(run.id, Path(run.output_path))
+        return outputs.collect(run.id, Path(run.output_path), self._roots_of(run))
 
     def result_file(self, run_id: int, path: str) -> bytes:
         """One output file's bytes; only files inside the run's output folder, size-capped."""
         run = self.get_run(run_id)
-        return outputs.read_file(Path(run.output_path), path)
+        return outputs.read_file(Path(run.output_path), path, self._roots_of(run))
+
+    def _roots_of(self, run: RunRecord) -> list[Path]:
+        """The data roots of whoever ran it: its outputs are re-checked against these at use."""
+        return self.settings.data_roots_for(run.user)
 
     # ---------------------------------------------------------------------- logs
 
     def read_log(self, run_id: int, offset: int = 0, limit: int = 1 << 20) -> LogChunk:
         """Log text from a byte offset and where to continue: any viewer, any time."""
         run = self.get_run(run_id)
-        offset = _as_id(offset, "offset", minimum=0)
-        limit = _as_id(limit, "limit", minimum=4)
+        offset = whole(offset, "offset")
+        limit = min(whole(limit, "limit", minimum=4), MAX_LOG_READ)
         with contextlib.closing(self._log_source(run)) as source:
             text, next_offset = logs.read_log(source, offset, limit)
             size = source.size()
@@ -624,9 +641,9 @@ class Lab:
     ) -> Iterator[LogLine]:
         """Yield lines and progress live until the run ends (or `stop()`) and the log is read."""
         run = self.get_run(run_id)
-        offset = _as_id(offset, "offset", minimum=0)
+        offset = whole(offset, "offset")
         if from_tail is not None:
-            from_tail = _as_id(from_tail, "from_tail", minimum=0)
+            from_tail = whole(from_tail, "from_tail")
         state = {"checked": 0.0, "done": not run.active}
 
         def done() -> bool:
@@ -673,7 +690,7 @@ class Lab:
             row = User(
                 username=username,
                 password_hash=passwords.hash_password(password) if password else None,
-                is_admin=is_admin,
+                is_admin=_flag(is_admin, "is_admin"),
             )
             session.add(row)
             session.flush()
@@ -699,7 +716,7 @@ class Lab:
         self._require_admin("change admin rights")
         with self.db.write() as session:
             row = self._account(session, username)
-            row.is_admin = is_admin
+            row.is_admin = _flag(is_admin, "is_admin")
             return _user_record(row)
 
     def delete_user(self, username: str) -> None:
@@ -725,6 +742,20 @@ class Lab:
             stored = row.password_hash if row else None
         return passwords.verify(stored, password)
 
+    def attempt_login(
+        self, username: str, password: str, address: str, policy: logins.Policy | None = None
+    ) -> LoginOutcome:
+        """Check a login under the per-account and per-address throttle: while a key is locked
+        the password is not even checked, so parallel guesses cannot share one wait."""
+        user_key, address_key = logins.keys(username, address)
+        held = logins.claim(self.db, user_key, address_key, policy or logins.Policy())
+        if held.retry_after > 0:
+            return LoginOutcome(ok=False, retry_after=held.retry_after, failures=held.failures)
+        if not self.verify_password(username, password):
+            return LoginOutcome(ok=False, failures=held.failures)
+        logins.succeeded(self.db, user_key, address_key, held)
+        return LoginOutcome(ok=True)
+
     # --------------------------------------------------------------- conversions
 
     def _experiment_record(self, session: Session, exp: Experiment) -> ExperimentRecord:
@@ -736,19 +767,11 @@ class Lab:
         return _experiment_from(exp, _run_record(last) if last else None, count or 0)
 
 
-def _as_id(value: Any, field: str, minimum: int = 1) -> int:
-    """Ids and counts from forms and URLs: whole numbers only."""
-    if isinstance(value, bool):
-        raise ValidationError.one(field, "must be a whole number")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValidationError.one(field, "must be a whole number") from None
-    if number != value and str(number) != str(value).strip():
-        raise ValidationError.one(field, "must be a whole number")
-    if number < minimum:
-        raise ValidationError.one(field, f"must be at least {minimum}")
-    return number
+def _flag(value: Any, field: str) -> bool:
+    """Switches are true or false: the text "false" must not switch anything on."""
+    if not isinstance(value, bool):
+        raise ValidationError.one(field, "must be true or false")
+    return value
 
 
 def _user_record(row: User) -> UserRecord:

@@ -159,3 +159,15 @@ class LogBytes(Base):
     start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     stop: Mapped[int] = mapped_column(BigInteger)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LoginThrottle(Base):
+    """Failed logins of one account ("user:NAME") or one address ("addr:IP"), and until when
+    further tries are refused; in the database so a hub restart does not forget an attack."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from pico_nb.errors import ValidationError
+from pico_nb.inputs import MAX_INT64, UNSAFE_IN_LINE
 
 KINDS = ("bool", "int", "float", "str", "choice", "int_list")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
-_INT_RE = re.compile(r"^[+-]?\d+$")
+_INT_RE = re.compile(r"^[+-]?[0-9]{1,20}$")
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,22 @@ class Param:
             return self.minimum[index]
         return self.minimum
 
+    def int_minimum(self, index: int) -> float:
+        """Whole numbers have a floor even where the spec sets none: int64 fits every store."""
+        low = self.element_minimum(index)
+        return -MAX_INT64 if low is None else low
+
+    @property
+    def int_maximum(self) -> float:
+        """The spec's maximum, or int64's: 10**4000 must be refused, not stored and run."""
+        return MAX_INT64 if self.maximum is None else self.maximum
+
     def coerce(self, value: Any) -> Any:
         """Return the typed value or raise ValueError with the rule, for one field."""
         if self.kind == "bool":
             return _to_bool(value)
         if self.kind == "int":
-            return self._bounded(_to_int(value), self.minimum, self.maximum)
+            return self._bounded(_to_int(value), self.int_minimum(0), self.int_maximum)
         if self.kind == "float":
             return self._bounded(_to_float(value), self.minimum, self.maximum)
         if self.kind == "choice":
@@ -78,8 +89,12 @@ class Param:
         """Strings are single-line and, where the spec says so, match a pattern."""
         if not isinstance(value, str):
             raise ValueError("must be text")
-        if any(ord(c) < 32 for c in value) or len(value) > 1000:
+        if len(value) > 1000:
             raise ValueError("must be one line of at most 1000 characters")
+        if UNSAFE_IN_LINE.search(value):
+            raise ValueError("must be one line without control characters or bidi overrides")
+        if value.startswith("-"):
+            raise ValueError("must not start with '-' (the pipeline would read it as a flag)")
         if self.pattern and not re.fullmatch(self.pattern, value):
             raise ValueError(f"must be {self.pattern_help or 'of the form ' + self.pattern}")
         return value
@@ -100,7 +115,7 @@ class Param:
             label = self.labels[i] if self.labels else str(i)
             try:
                 number = _to_int(item)
-                self._bounded(number, self.element_minimum(i), self.maximum)
+                self._bounded(number, self.int_minimum(i), self.int_maximum)
             except ValueError as exc:
                 raise ValueError(f"{label} {exc}") from None
             out.append(number)

@@ -10,13 +10,18 @@ from argon2.exceptions import Argon2Error
 from pico_nb.errors import ValidationError
 
 _hasher = PasswordHasher()
+MAX_PASSWORD = 1024
 
 
 def check_strength(username: str, password: str) -> None:
-    """Refuse passwords an attacker would try first."""
+    """Refuse passwords an attacker would try first (and megabyte 'passwords' too)."""
+    if not isinstance(password, str):
+        raise ValidationError.one("password", "must be text")
+    if len(password) > MAX_PASSWORD:
+        raise ValidationError.one("password", f"must be at most {MAX_PASSWORD} characters")
     if len(password) < 10:
         raise ValidationError.one("password", "must be at least 10 characters")
-    if password.strip().lower() == username.lower():
+    if password.strip().lower() == str(username).lower():
         raise ValidationError.one("password", "must not be the username")
 
 

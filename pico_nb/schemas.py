@@ -158,3 +158,11 @@ class WorkerRecord(Record):
     heartbeat_at: datetime
     busy: int = 0
     runs: list[int] = []
+
+
+class LoginOutcome(Record):
+    """A login attempt's answer: accepted, refused, or refused unchecked while locked."""
+
+    ok: bool
+    retry_after: float = 0.0
+    failures: int = 0

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
+
+from pico_nb.inputs import UNSAFE_IN_LINE, UNSAFE_IN_TEXT
 
 MAX_NAME = 200
 MAX_DESCRIPTION = 10_000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+MAX_PATH = 4096
 
 
 def check_name(value: object) -> str:
-    """A name is one visible line: 1-200 characters, no control characters."""
+    """A name is one visible line: 1-200 characters, no control or bidirectional characters
+    (shown as text they still spoof what a reviewer reads)."""
     if not isinstance(value, str):
         raise ValueError("must be text")
     value = value.strip()
@@ -21,8 +22,10 @@ def check_name(value: object) -> str:
         raise ValueError("must not be empty")
     if len(value) > MAX_NAME:
         raise ValueError(f"must be at most {MAX_NAME} characters (got {len(value)})")
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters or line breaks")
+    if UNSAFE_IN_LINE.search(value):
+        raise ValueError(
+            "must not contain control characters, line breaks or bidirectional overrides"
+        )
     return value
 
 
@@ -32,8 +35,8 @@ def check_description(value: object) -> str:
         raise ValueError("must be text")
     if len(value) > MAX_DESCRIPTION:
         raise ValueError(f"must be at most {MAX_DESCRIPTION} characters (got {len(value)})")
-    if _CONTROL_BUT_NEWLINES.search(value):
-        raise ValueError("must not contain control characters")
+    if UNSAFE_IN_TEXT.search(value):
+        raise ValueError("must not contain control characters or bidirectional overrides")
     return value.strip()
 
 
@@ -42,8 +45,10 @@ def check_folder(value: object, roots: list[Path]) -> Path:
     if not isinstance(value, str | os.PathLike) or not str(value).strip():
         raise ValueError("must be a folder path")
     text = str(value).strip()
-    if _CONTROL.search(text):
-        raise ValueError("must not contain control characters")
+    if len(text) > MAX_PATH:
+        raise ValueError(f"must be at most {MAX_PATH} characters")
+    if UNSAFE_IN_LINE.search(text):
+        raise ValueError("must not contain control or bidirectional characters")
     path = Path(text).expanduser()
     if not path.is_absolute():
         raise ValueError("must be an absolute path")

@@ -29,25 +29,25 @@ def test_summary_previews_and_files(tmp_path: Path) -> None:
         },
     }
     (out / "summary.json").write_text(json.dumps(summary))
-    results = outputs.collect(1, out)
+    results = outputs.collect(1, out, [tmp_path])
     assert results.summary["frames"] == 10
     assert [(i.title, i.path) for i in results.images] == [("mean", "seg/mean.png")]
     assert {f.path for f in results.files} == {"summary.json", "seg/mean.png"}
-    assert outputs.read_file(out, "seg/mean.png") == b"png"
+    assert outputs.read_file(out, "seg/mean.png", [tmp_path]) == b"png"
     with pytest.raises(PermissionDenied):
-        outputs.read_file(out, "../secret.txt")
+        outputs.read_file(out, "../secret.txt", [tmp_path])
     with pytest.raises(PermissionDenied):
-        outputs.read_file(out, "/etc/passwd")
+        outputs.read_file(out, "/etc/passwd", [tmp_path])
     with pytest.raises(NotFound):
-        outputs.read_file(out, "seg/none.png")
+        outputs.read_file(out, "seg/none.png", [tmp_path])
     with pytest.raises(ValidationError):
-        outputs.read_file(out, "")
+        outputs.read_file(out, "", [tmp_path])
 
 
 def test_without_summary_lists_files(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("a")
     (tmp_path / "summary.json").write_text("{not json")
-    results = outputs.collect(2, tmp_path)
+    results = outputs.collect(2, tmp_path, [tmp_path])
     assert results.summary is None and results.images == []
     assert [f.path for f in results.files] == ["a.txt", "summary.json"]
-    assert outputs.collect(3, tmp_path / "missing").files == []
+    assert outputs.collect(3, tmp_path / "missing", [tmp_path]).files == []

@@ -148,6 +148,18 @@ def test_argv_round_trips_through_parse() -> None:
             "jump_to_seg must be on",
         ),
         ({"minArea": 200, "avgArea": 100}, "avgArea", "smallest accepted area"),
+        # issue 12: numbers beyond any store or any recording, text read as a flag or spoofing
+        ({"mc_chunk_size": 10**4999}, "mc_chunk_size", "at most 1000000"),
+        ({"cons": 10**3999}, "cons", "at most 1000000"),
+        ({"set_frame_num": 1e300}, "set_frame_num", "at most 100000000"),
+        ({"max_shifts": [2**63, 0]}, "max_shifts", "y must be at most 65535"),
+        ({"set_frame_num": "9" * 5000}, "set_frame_num", "whole number"),
+        ({"downsample_ratio": "1e400"}, "downsample_ratio", "finite"),
+        ({"ckpt_pth": "--out_path"}, "ckpt_pth", "must not start with '-'"),
+        ({"ckpt_pth": "--data_path=/etc"}, "ckpt_pth", "must not start with '-'"),
+        ({"ckpt_pth": "model\x7f.pth"}, "ckpt_pth", "control characters"),
+        ({"ckpt_pth": "evil\u202egnp.pth"}, "ckpt_pth", "bidi"),
+        ({"ckpt_pth": "c1\x85.pth"}, "ckpt_pth", "control characters"),
     ],
 )
 def test_each_rule_names_its_field(values: dict[str, object], field: str, rule: str) -> None:

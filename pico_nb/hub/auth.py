@@ -13,9 +13,11 @@ from functools import cached_property
 from typing import Any
 
 from jupyterhub.auth import Authenticator
-from traitlets import Float, Integer, default
+from tornado import web
+from traitlets import Float, Integer, List, Unicode, default
 
 from pico_nb.lab import Lab
+from pico_nb.logins import Policy
 from pico_nb.settings import load_settings
 
 
@@ -23,10 +25,20 @@ class PicoAuthenticator(Authenticator):
     """Username and password from the hub's login form, checked against the users table."""
 
     free_failures = Integer(
-        5, help="Failed logins for one account before each further try is slowed down."
+        5, help="Failed logins for one account before it is locked for a doubling window."
+    ).tag(config=True)
+    free_address_failures = Integer(
+        50, help="Failed logins from one address (any accounts) before that address is locked."
     ).tag(config=True)
     max_delay = Float(
-        60.0, help="Longest wait (seconds) before checking a slowed-down account's password."
+        60.0, help="Longest lock (seconds) after repeated failures; then one try is checked."
+    ).tag(config=True)
+    trusted_proxies = List(
+        Unicode(),
+        ["127.0.0.1", "::1"],
+        help="Peers whose X-Forwarded-For is believed (the hub's own proxy by default): the "
+        "logged and throttled address is the last address such a peer appended; from any "
+        "other peer it is the peer itself. X-Real-Ip is never believed.",
     ).tag(config=True)
 
     @default("allow_all")
@@ -38,10 +50,6 @@ class PicoAuthenticator(Authenticator):
     def _refresh_age(self) -> int:
         """Re-read the admin flag and account each minute, so `pico-nb users` acts promptly."""
         return 60
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._failures: dict[str, int] = {}
 
     @cached_property
     def _lab(self) -> Lab:
@@ -55,33 +63,57 @@ class PicoAuthenticator(Authenticator):
                 return {"name": username, "admin": user.is_admin}
         return None
 
-    def delay(self, username: str) -> float:
-        """Seconds to wait before checking: doubling after the free failures, capped."""
-        over = self._failures.get(username, 0) - self.free_failures
-        return 0.0 if over < 0 else min(2.0**over, self.max_delay)
+    @property
+    def policy(self) -> Policy:
+        """The throttle's settings as configured."""
+        return Policy(self.free_failures, self.free_address_failures, self.max_delay)
+
+    def client_address(self, handler: Any) -> str:
+        """The peer's address, or the one a trusted proxy says it saw: never a header the
+        client may have written itself."""
+        if handler is None:
+            return "-"
+        context = getattr(handler.request.connection, "context", None)
+        address = getattr(context, "address", None)
+        peer = address[0] if isinstance(address, tuple) and address else str(address or "-")
+        if peer not in self.trusted_proxies:
+            return peer
+        forwarded = handler.request.headers.get("X-Forwarded-For", "")
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        return hops[-1][:100] if hops else peer
 
     async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
-        """Check in a thread (argon2 is deliberately slow); log failures, never the password."""
-        username = self.normalize_username(str(data.get("username", "")))
+        """Check in a thread (argon2 is deliberately slow) under the database-held throttle;
+        log failures with the true address, never the password."""
+        username = self.normalize_username(str(data.get("username", "")))[:200]
         password = str(data.get("password", ""))
-        address = handler.request.remote_ip if handler is not None else "-"
-        wait = self.delay(username)
-        if wait:
-            await asyncio.sleep(wait)
+        address = self.client_address(handler)
         started = time.monotonic()
-        ok = await asyncio.to_thread(self._lab.verify_password, username, password)
-        model = await asyncio.to_thread(self._account, username) if ok else None
+        outcome = await asyncio.to_thread(
+            self._lab.attempt_login, username, password, address, self.policy
+        )
+        if outcome.retry_after > 0:
+            self.log.warning(
+                "refused login for %r from %s: locked for %.0fs after %d failures",
+                username,
+                address,
+                outcome.retry_after,
+                outcome.failures,
+            )
+            raise web.HTTPError(
+                429,
+                "Too many failed logins for this account or address; try again in %d s",
+                int(outcome.retry_after) + 1,
+            )
+        model = await asyncio.to_thread(self._account, username) if outcome.ok else None
         if model is None:
-            self._failures[username] = self._failures.get(username, 0) + 1
             self.log.warning(
                 "failed login for %r from %s (%d in a row; checked in %.2fs)",
                 username,
                 address,
-                self._failures[username],
+                outcome.failures,
                 time.monotonic() - started,
             )
-            return None
-        self._failures.pop(username, None)
         return model
 
     async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:

@@ -13,8 +13,10 @@ import inspect
 import json
 import logging
 import os
+import re
 import signal
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from operator import attrgetter
@@ -33,6 +35,7 @@ from tornado.ioloop import PeriodicCallback
 from tornado.iostream import StreamClosedError
 
 from pico_nb.errors import PicoError, ValidationError
+from pico_nb.inputs import MAX_INT64, whole
 from pico_nb.lab import Lab
 from pico_nb.schemas import Record
 from pico_nb.settings import Settings, load_settings
@@ -43,6 +46,10 @@ Endpoint = Callable[[Lab], Callable[..., Any]]
 KEEPALIVE_SECONDS = 5.0
 RECONCILE_SECONDS = 5.0
 DOWNLOAD_CHUNK = 1 << 20
+MAX_BODY_BYTES = 1 << 20
+"""A JSON body larger than this is refused (413) before it is parsed."""
+MAX_BODY_DEPTH = 32
+"""Nesting deeper than this is refused before parsing: no recursion error, no 500."""
 PUBLIC_SETTINGS = (
     "home",
     "data_roots",
@@ -106,10 +113,10 @@ def _coerce(param: inspect.Parameter, value: Any, text: bool) -> Any:
         if text and value.lower() in ("true", "1", "false", "0"):
             return value.lower() in ("true", "1")
         raise ValidationError.one(param.name, "must be true or false")
-    if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-        if not text or not value.lstrip("-").isdigit():
-            raise ValidationError.one(param.name, "must be a whole number")
-        return int(value)
+    if kind == "int":
+        if text or not isinstance(value, str):
+            return whole(value, param.name, minimum=-MAX_INT64)
+        raise ValidationError.one(param.name, "must be a whole number")
     if kind.startswith("Mapping") and not isinstance(value, dict | None):
         raise ValidationError.one(param.name, "must be an object of name to value")
     return value
@@ -135,14 +142,48 @@ def bind(
 
 
 def count(value: Any, field: str) -> int:
-    """Offsets and line counts from a query string: whole numbers, zero or more."""
+    """Offsets and line counts from a query string: whole numbers, zero … 2^63-1."""
+    return whole(value, field)
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON numbers; Python's parser would let them in."""
+    raise ValidationError.one("body", f"{name} is not a JSON number")
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """A JSON object of bounded size and depth, checked before the parser sees it."""
+    if len(body) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"the request body is larger than {MAX_BODY_BYTES >> 10} KiB")
+    if nesting_depth(body) > MAX_BODY_DEPTH:
+        raise ValidationError.one("body", f"must not nest deeper than {MAX_BODY_DEPTH} levels")
     try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValidationError.one(field, "must be a whole number") from None
-    if number < 0:
-        raise ValidationError.one(field, "must be at least 0")
-    return number
+        data = json.loads(body, parse_constant=_reject_constant)
+    except ValueError:  # also bad UTF-8 and numbers longer than Python converts
+        raise ValidationError.one("body", "must be JSON") from None
+    if not isinstance(data, dict):
+        raise ValidationError.one("body", "must be a JSON object")
+    return data
+
+
+def nesting_depth(body: bytes) -> int:
+    """Deepest bracket nesting outside JSON strings: strings are cut out by one regex, then
+    only the brackets are walked."""
+    depth = deepest = 0
+    for byte in _STRING.sub(b"", body).translate(None, _NOT_BRACKET):
+        depth += 1 if byte in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+class BodyTooLarge(PicoError):
+    """A request body over the size limit."""
+
+    status = 413
 
 
 def to_json(value: Any) -> Any:
@@ -216,13 +257,7 @@ class ApiHandler(HubOAuthenticated, web.RequestHandler):
             return {k: self.get_query_argument(k) for k in self.request.query_arguments}
         if not self.request.body:
             return {}
-        try:
-            body = json.loads(self.request.body)
-        except ValueError:
-            raise ValidationError.one("body", "must be JSON") from None
-        if not isinstance(body, dict):
-            raise ValidationError.one("body", "must be a JSON object")
-        return body
+        return parse_body(self.request.body)
 
     async def _dispatch(self, **path: str) -> None:
         endpoint = self.endpoints.get(self.request.method or "")
@@ -246,28 +281,33 @@ class ApiHandler(HubOAuthenticated, web.RequestHandler):
         return self.hub_auth.check_xsrf_cookie(self)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """JSON errors with a fitting status; never a stack trace over the wire."""
+        """The one error path: every exception becomes JSON with a status (400/403/404/409/
+        413/503); a fault is answered 500 with only the request id the server log holds."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        body: dict[str, Any] = {"error": "internal", "message": "internal error"}
-        if isinstance(exc, PicoError):
-            self.set_status(exc.status)
-            body = {"error": type(exc).__name__, "message": str(exc)}
-            if isinstance(exc, ValidationError):
-                body["errors"] = exc.errors
-        elif status_code < 500:
-            body = {"error": "http", "message": self._reason}
-        elif self.settings["stopping"].is_set():  # calls cut short by a restart: try again
-            self.set_status(503)
+        status, body = error_answer(exc, status_code, self._reason, self._fault_id)
+        if status >= 500 and self.settings["stopping"].is_set():
+            status = 503  # calls cut short by a restart: try again
             body = {"error": "http", "message": "the pico service is restarting"}
+        self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
+    _fault_id: str | None = None
+
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """A refusal is the API working, not a server fault; only faults get a traceback."""
+        """A refusal is the API working, not a server fault; a fault is logged in full with a
+        request id, and only that id goes back to the client."""
         if isinstance(value, PicoError | web.HTTPError):
             log.info("%s %s: %s", self.request.method, self.request.path, value)
-        else:
-            super().log_exception(typ, value, tb)
+            return
+        self._fault_id = uuid.uuid4().hex[:16]
+        log.error(
+            "request %s failed: %s %s",
+            self._fault_id,
+            self.request.method,
+            self.request.path,
+            exc_info=(typ, value, tb),
+        )
 
 
 class FollowHandler(ApiHandler):
@@ -331,6 +371,17 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, ValidationError):
         body["errors"] = exc.errors
     return body
+
+
+def error_answer(
+    exc: BaseException | None, status: int, reason: str, fault_id: str | None
+) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body for any exception: refusals say why, faults give only an id."""
+    if isinstance(exc, PicoError):
+        return exc.status, error_body(exc)
+    if status < 500:
+        return status, {"error": "http", "message": reason}
+    return 500, {"error": "internal", "message": "internal error", "request_id": fault_id}
 
 
 def _pump(events: Any, queue: asyncio.Queue[Any], loop: Any, stop: threading.Event) -> None:

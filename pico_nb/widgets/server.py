@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import web
 
-from pico_nb.errors import NotFound, PermissionDenied, PicoError
+from pico_nb.errors import NotFound, PermissionDenied, PicoError, ValidationError
 from pico_nb.widgets import default_lab
 from pico_nb.widgets.routes import LOG_ROUTE
 
@@ -34,9 +34,11 @@ class LogDownloadHandler(JupyterHandler):
     async def get(self, run_id: str) -> None:
         lab = self.lab_factory()
         try:
-            run = lab.get_run(int(run_id))
+            run = lab.get_run(run_id)
         except (NotFound, PermissionDenied) as exc:
             raise web.HTTPError(404, str(exc)) from None
+        except ValidationError as exc:  # an id beyond 2^63-1, refused by Lab's bounds
+            raise web.HTTPError(400, str(exc)) from None
         name = f"experiment-{run.experiment_id}-run-{run.number}.log"
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
@@ -51,7 +53,7 @@ class LogDownloadHandler(JupyterHandler):
                 await self.flush()
                 offset = chunk.next_offset
         except PicoError as exc:
-            raise web.HTTPError(500, str(exc)) from None
+            raise web.HTTPError(exc.status, str(exc)) from None
         self.finish()
 
 
