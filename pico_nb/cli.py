@@ -9,11 +9,12 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import pico_nb
 from pico_nb.demo import DELEGATED, add_demo_commands, run_delegated
 from pico_nb.errors import PicoError, ValidationError
+from pico_nb.inputs import Status
 from pico_nb.schemas import ExperimentRecord, Record, RunRecord
 from pico_nb.settings import load_settings
 from pico_nb.text import duration, error_text, local_time
@@ -405,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description")
 
     p = add("list", cmd_list, "list experiments, newest first")
-    p.add_argument("--status")
+    p.add_argument("--status", choices=get_args(Status))
     p.add_argument("--search")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--offset", type=int, default=0)

@@ -21,6 +21,7 @@ line may have no ``\n`` yet: that is the live line (usually the latest progress 
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -34,6 +35,8 @@ from io import FileIO
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
+
+from pico_nb.errors import PermissionDenied
 
 COMMIT_INTERVAL = 1.0
 """Seconds between the states of a live ``\r`` line that reach the file."""
@@ -329,10 +332,17 @@ class FileLog:
 
     def read(self, offset: int, limit: int) -> bytes:
         if self._file is None:
-            try:
-                self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - close() does
+            try:  # never through a link: the log is re-checked at every open
+                fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             except FileNotFoundError:  # the supervisor has not created it yet
                 return b""
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise PermissionDenied("the run's log was replaced by a link") from None
+                raise
+            self._file = FileIO(fd, "rb")
+        if offset >= os.fstat(self._file.fileno()).st_size:  # past the end: nothing yet
+            return b""
         self._file.seek(offset)
         return self._file.read(limit) or b""
 

@@ -17,15 +17,15 @@ def check_name(value: object) -> str:
     (shown as text they still spoof what a reviewer reads)."""
     if not isinstance(value, str):
         raise ValueError("must be text")
+    if UNSAFE_IN_LINE.search(value):  # before strip(), which would hide a trailing NEL
+        raise ValueError(
+            "must not contain control characters, line breaks or bidirectional overrides"
+        )
     value = value.strip()
     if not value:
         raise ValueError("must not be empty")
     if len(value) > MAX_NAME:
         raise ValueError(f"must be at most {MAX_NAME} characters (got {len(value)})")
-    if UNSAFE_IN_LINE.search(value):
-        raise ValueError(
-            "must not contain control characters, line breaks or bidirectional overrides"
-        )
     return value
 
 

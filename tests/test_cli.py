@@ -194,3 +194,34 @@ def test_demo_data_and_score_are_the_pipeline_tools(cli: Cli, tmp_path: Path) ->
         "score", str(tmp_path / "nothing"), str(tmp_path / "movie" / "ground_truth.npz"), code=2
     )
     assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
+
+
+HOSTILE = [
+    (("list", "--offset", "100000000000000000000"), "offset"),
+    (("list", "--limit", "-1"), "limit"),
+    (("list", "--status", "foo"), "--status"),
+    (("list", "--search", "evil\u202etxt.exe"), "search"),
+    (("show", "99999999999999999999999"), "experiment_id"),
+    (("run", "0"), "experiment_id"),
+    (("logs", "9223372036854775808"), "experiment_id"),
+    (("create", "x", "--input", "input", "--output", "o", "--set", "wait_file=--out_path"),
+     "params.wait_file"),
+    (("create", "x", "--input", "input", "--output", "o", "--set", "lines=1e300"), "params.lines"),
+    (("create", "x", "--input", "input", "--output", "o", "--set", "lines=" + "9" * 5000),
+     "params.lines"),
+    (("create", "bad\u202ename", "--input", "input", "--output", "o"), "name"),
+    (("create", "x", "--input", "input", "--output", "/etc/o"), "output_path"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", [""], ids=["sqlite"])  # the checks precede any database
+@pytest.mark.parametrize(("args", "field"), HOSTILE, ids=[" ".join(a)[:40] for a, _ in HOSTILE])
+def test_hostile_arguments_get_one_line_errors(
+    cli: Cli, frames: Path, args: tuple[str, ...], field: str
+) -> None:
+    """Issue 12: numbers past 2^63, unknown words, flag-like and spoofing text are refused
+    with the field named and exit status 2, never a traceback, and nothing is stored."""
+    result = cli(*args, code=2)
+    assert field in result.stderr, result
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert cli("list", "--json").stdout.strip() == "[]"

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from pico_nb.errors import Conflict, NotFound, PermissionDenied, PicoError, ValidationError
 from pico_nb.hub import API_TOKEN_ENV, SERVICE_URL_ENV
+from pico_nb.inputs import as_id
 from pico_nb.params import PipelineSpec, spec_from_dict
 from pico_nb.schemas import (
     ExperimentRecord,
@@ -191,7 +192,7 @@ class RemoteLab:
 
     def get_experiment(self, experiment_id: int) -> ExperimentRecord:
         """One experiment with its latest run."""
-        return self._one(ExperimentRecord, "GET", f"experiments/{_seg(experiment_id)}")
+        return self._one(ExperimentRecord, "GET", f"experiments/{_eid(experiment_id)}")
 
     def experiments(
         self,
@@ -232,7 +233,7 @@ class RemoteLab:
 
     def update_experiment(self, experiment_id: int, **changes: Any) -> ExperimentRecord:
         """Change fields; refused during a run."""
-        path = f"experiments/{_seg(experiment_id)}"
+        path = f"experiments/{_eid(experiment_id)}"
         return self._one(ExperimentRecord, "PATCH", path, body=changes)
 
     def clone_experiment(
@@ -240,36 +241,36 @@ class RemoteLab:
     ) -> ExperimentRecord:
         """A new experiment from an existing one (own or shared)."""
         body = {"name": name, **changes} if name is not None else changes
-        path = f"experiments/{_seg(experiment_id)}/clone"
+        path = f"experiments/{_eid(experiment_id)}/clone"
         return self._one(ExperimentRecord, "POST", path, body=body)
 
     def delete_experiment(self, experiment_id: int, remove_outputs: bool = False) -> None:
         """Hide the experiment and remove its logs (and outputs when asked)."""
         query = {"remove_outputs": remove_outputs}
-        self._call("DELETE", f"experiments/{_seg(experiment_id)}", query=query)
+        self._call("DELETE", f"experiments/{_eid(experiment_id)}", query=query)
 
     def share_experiment(self, experiment_id: int, shared: bool = True) -> ExperimentRecord:
         """Let the lab read (and clone) an experiment, or take that back."""
-        path = f"experiments/{_seg(experiment_id)}/share"
+        path = f"experiments/{_eid(experiment_id)}/share"
         return self._one(ExperimentRecord, "POST", path, body={"shared": shared})
 
     # --------------------------------------------------------------------- runs
 
     def run_experiment(self, experiment_id: int) -> RunRecord:
         """Queue or start run n+1 in the service, where it outlives this server."""
-        return self._one(RunRecord, "POST", f"experiments/{_seg(experiment_id)}/run")
+        return self._one(RunRecord, "POST", f"experiments/{_eid(experiment_id)}/run")
 
     def stop_run(self, run_id: int) -> RunRecord:
         """Stop a queued or running run."""
-        return self._one(RunRecord, "POST", f"runs/{_seg(run_id)}/stop")
+        return self._one(RunRecord, "POST", f"runs/{_rid(run_id)}/stop")
 
     def runs(self, experiment_id: int) -> list[RunRecord]:
         """Every run of an experiment, oldest first."""
-        return self._many(RunRecord, "GET", f"experiments/{_seg(experiment_id)}/runs")
+        return self._many(RunRecord, "GET", f"experiments/{_eid(experiment_id)}/runs")
 
     def get_run(self, run_id: int) -> RunRecord:
         """One run's current record."""
-        return self._one(RunRecord, "GET", f"runs/{_seg(run_id)}")
+        return self._one(RunRecord, "GET", f"runs/{_rid(run_id)}")
 
     def wait(self, run_id: int, timeout: float | None = None, poll: float = 0.2) -> RunRecord:
         """Block until a run has finished (or the timeout passes); the service reconciles."""
@@ -296,18 +297,18 @@ class RemoteLab:
 
     def results(self, run_id: int) -> Results:
         """The run's summary, preview images and output files."""
-        return self._one(Results, "GET", f"runs/{_seg(run_id)}/results")
+        return self._one(Results, "GET", f"runs/{_rid(run_id)}/results")
 
     def result_file(self, run_id: int, path: str) -> bytes:
         """One output file's bytes."""
-        return bytes(self._call("GET", f"runs/{_seg(run_id)}/file", query={"path": path}))
+        return bytes(self._call("GET", f"runs/{_rid(run_id)}/file", query={"path": path}))
 
     # --------------------------------------------------------------------- logs
 
     def read_log(self, run_id: int, offset: int = 0, limit: int = 1 << 20) -> LogChunk:
         """Log text from a byte offset and where to continue."""
         query = {"offset": offset, "limit": limit}
-        return self._one(LogChunk, "GET", f"runs/{_seg(run_id)}/log", query=query)
+        return self._one(LogChunk, "GET", f"runs/{_rid(run_id)}/log", query=query)
 
     def follow_log(
         self,
@@ -320,7 +321,7 @@ class RemoteLab:
         """Yield lines and progress live from the service's event stream until the run ends
         (or `stop()`, checked at every event and keepalive); a dropped stream (a service
         restart) resumes from the last offset."""
-        path = f"runs/{_seg(run_id)}/log/follow"
+        path = f"runs/{_rid(run_id)}/log/follow"
         query: dict[str, Any] = {"offset": offset, "from_tail": from_tail}
         down_since: float | None = None
         while stop is None or not stop():
@@ -367,6 +368,17 @@ class RemoteLab:
     def delete_user(self, username: str) -> None:
         """Remove an account that owns nothing."""
         self._call("DELETE", f"users/{_seg(username)}")
+
+
+def _eid(value: Any) -> str:
+    """An experiment id as a path segment, checked here as Lab checks it: a value that is no
+    id (empty, '..', huge) must not turn into another URL, and fails with Lab's error."""
+    return str(as_id(value, "experiment_id"))
+
+
+def _rid(value: Any) -> str:
+    """A run id as a path segment, checked as Lab checks it."""
+    return str(as_id(value, "run_id"))
 
 
 def _seg(value: Any) -> str:
