@@ -23,8 +23,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 ACTIVE_STATUSES = ("queued", "running")
-FINISHED_STATUSES = ("completed", "failed", "cancelled")
-RUN_STATUSES = ACTIVE_STATUSES + FINISHED_STATUSES
 
 
 def utcnow() -> datetime:

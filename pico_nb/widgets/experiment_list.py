@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import ipywidgets as w
 import traitlets as t
 
+from pico_nb.inputs import Status
 from pico_nb.schemas import ExperimentRecord
 from pico_nb.text import duration, esc, local_time
 from pico_nb.widgets import default_lab
@@ -19,7 +20,7 @@ from pico_nb.widgets.ticker import Ticker
 if TYPE_CHECKING:
     from pico_nb.lab import Lab
 
-STATUSES = ("created", "queued", "running", "completed", "failed", "cancelled")
+STATUSES = get_args(Status)
 SORTS = {"Newest": "created", "Recently changed": "updated", "Name": "name", "Id": "id"}
 COLUMNS = "32px minmax(140px, 3fr) 100px 48px minmax(150px, 2fr) 72px minmax(110px, 3fr)"
 HEADERS = ("", "Name", "Status", "Run", "Started", "Duration", "Reason")
