@@ -697,7 +697,9 @@ class Lab:
             return _user_record(row)
 
     def _account(self, session: Session, username: str) -> User:
-        """An account by name, or NotFound."""
+        """An account by name, or NotFound; a name that is no name is refused, not queried."""
+        if not isinstance(username, str) or short_text(username, "username") is None:
+            raise ValidationError.one("username", "must be a user name")
         row = session.scalar(select(User).where(User.username == username))
         if row is None:
             raise NotFound(f"user {username} does not exist")

@@ -332,3 +332,14 @@ def test_delete_unlinks_links_inside_the_outputs_without_following(world: dict[s
     alice.delete_experiment(exp.id, remove_outputs=True)
     assert not os.path.lexists(output)
     assert _tree(private) == before
+
+
+@FUZZ
+@given(name=st.one_of(st.integers(), st.none(), st.just(""), st.text(min_size=201), spoofed_text()))
+def test_account_names_that_are_no_names_are_refused(shared: dict[str, Any], name: Any) -> None:
+    operator = Lab.operator(settings=shared["alice"].settings)
+    before = len(operator.users())
+    _refused(lambda: operator.set_admin(name, True), "username")
+    _refused(lambda: operator.delete_user(name), "username")
+    _refused(lambda: operator.add_user(name, "long-enough-password"), "username")
+    assert len(operator.users()) == before
