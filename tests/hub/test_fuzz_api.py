@@ -308,3 +308,10 @@ def test_one_error_path_maps_every_exception() -> None:
     answered, body = service.error_answer(RuntimeError("db password is hunter2"), 500, "x", "abc1")
     assert answered == 500
     assert body == {"error": "internal", "message": "internal error", "request_id": "abc1"}
+
+
+def test_depth_is_counted_outside_strings_only() -> None:
+    tricky = json.dumps({"a": [[1, {"b": ']]]\\"[[[{{{'}]], "c": "\\\\"}).encode()
+    assert service.nesting_depth(tricky) == 4
+    assert service.nesting_depth(b'["unterminated [[[[') == 1
+    assert service.nesting_depth(deep_json(100_000)) == 100_001
