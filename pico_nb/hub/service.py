@@ -255,7 +255,10 @@ class ApiHandler(HubOAuthenticated, web.RequestHandler):
     def _request_values(self) -> dict[str, Any]:
         """Query arguments for GET/DELETE, a JSON object body for the rest."""
         if self._in_query:
-            return {k: self.get_query_argument(k) for k in self.request.query_arguments}
+            # unstripped: " " is an unknown word to refuse, not an empty (absent) filter
+            return {
+                k: self.get_query_argument(k, strip=False) for k in self.request.query_arguments
+            }
         if not self.request.body:
             return {}
         return parse_body(self.request.body)
