@@ -6,6 +6,10 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+import pytest
+
+pytestmark = pytest.mark.slow  # starts the dashboard server
+
 
 def _get(url: str) -> tuple[int, str]:
     """Status and text of one GET; error statuses are answers, not exceptions."""
