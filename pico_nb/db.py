@@ -96,6 +96,12 @@ class Database:
             yield session
 
     @property
+    def max_id(self) -> int:
+        """The largest id the id columns hold: SQLite's are 64-bit, PostgreSQL's INTEGER 32-bit,
+        so a larger (valid) id is simply not there and must not reach the query as an overflow."""
+        return 2**63 - 1 if self.is_sqlite else 2**31 - 1
+
+    @property
     def is_sqlite(self) -> bool:
         """SQLite locks the whole file; PostgreSQL needs row locks (FOR UPDATE) instead."""
         return self.engine.dialect.name == "sqlite"

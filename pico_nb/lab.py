@@ -140,7 +140,8 @@ class Lab:
 
     def _load(self, session: Session, experiment_id: int, *, write: bool) -> Experiment:
         """Fetch an experiment and apply the ownership rule in one place."""
-        exp = session.get(Experiment, as_id(experiment_id, "experiment_id"))
+        key = as_id(experiment_id, "experiment_id")
+        exp = session.get(Experiment, key) if key <= self.db.max_id else None
         if exp is None or exp.deleted_at is not None:
             raise NotFound(f"experiment {experiment_id} does not exist")
         if exp.owner_id == self._user_id or session.get(User, self._user_id).is_admin:
@@ -156,7 +157,8 @@ class Lab:
 
     def _load_run(self, session: Session, run_id: int, *, write: bool) -> Run:
         """Fetch a run through its experiment's access rule."""
-        run = session.get(Run, as_id(run_id, "run_id"))
+        key = as_id(run_id, "run_id")
+        run = session.get(Run, key) if key <= self.db.max_id else None
         if run is None:
             raise NotFound(f"run {run_id} does not exist")
         self._load(session, run.experiment_id, write=write)

@@ -343,3 +343,13 @@ def test_account_names_that_are_no_names_are_refused(shared: dict[str, Any], nam
     _refused(lambda: operator.delete_user(name), "username")
     _refused(lambda: operator.add_user(name, "long-enough-password"), "username")
     assert len(operator.users()) == before
+
+
+def test_the_largest_ids_and_offsets_reach_either_database(lab_for: Callable[..., Lab]) -> None:
+    """2^63-1 is in range on SQLite and PostgreSQL alike: not found, never an overflow."""
+    lab = lab_for("alice")
+    with pytest.raises(NotFound):
+        lab.get_experiment(MAX_INT64)
+    with pytest.raises(NotFound):
+        lab.get_run(MAX_INT64)
+    assert lab.experiments(offset=MAX_INT64, limit=MAX_INT64) == []
