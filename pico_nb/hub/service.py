@@ -33,6 +33,7 @@ from tornado.ioloop import PeriodicCallback
 from tornado.iostream import StreamClosedError
 
 from pico_nb.errors import PicoError, ValidationError
+from pico_nb.hub.fanout import Fanout, Follower
 from pico_nb.lab import Lab
 from pico_nb.schemas import Record
 from pico_nb.settings import Settings, load_settings
@@ -271,56 +272,53 @@ class ApiHandler(HubOAuthenticated, web.RequestHandler):
 
 
 class FollowHandler(ApiHandler):
-    """Server-sent events of Lab.follow_log: lines and progress, live, until the run ends."""
+    """Server-sent events of a run's log, lines and progress, live until the run ends; every
+    viewer of a run shares one watcher of it (see :mod:`pico_nb.hub.fanout`)."""
 
     async def get(self, run_id: str) -> None:
         offset = count(self.get_query_argument("offset", "0"), "offset")
         tail = self.get_query_argument("from_tail", None)
         from_tail = None if tail is None else count(tail, "from_tail")
-        await self.run(self.lab.get_run, run_id)  # refuse before the stream starts
-        self.set_header("Content-Type", "text/event-stream")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
-        events = self.lab.follow_log(run_id, offset, from_tail, stop=stop.is_set)
-        pump = threading.Thread(
-            target=_pump,
-            args=(events, queue, asyncio.get_running_loop(), stop),
-            daemon=True,
-            name=f"follow-{run_id}",
-        )
-        pump.start()
-        try:
-            await self._stream(queue)
-        except StreamClosedError:
-            pass
-        finally:
-            stop.set()
-
-    async def _stream(self, queue: asyncio.Queue[Any]) -> None:
-        """Write whatever is waiting in one flush, so a burst of lines costs one packet."""
-        while True:
+        run = await self.run(self.lab.get_run, run_id)  # refuse before the stream starts
+        fanout: Fanout = self.settings["fanout"]
+        async with fanout.follow(self.lab, run, offset, from_tail) as follower:
+            self.set_header("Content-Type", "text/event-stream")
+            self.set_header("Cache-Control", "no-cache")
+            self.set_header("X-Accel-Buffering", "no")
             try:
-                items = [await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)]
-            except TimeoutError:
-                items = []
-                self.write(": keepalive\n\n")
-            while not queue.empty():
-                items.append(queue.get_nowait())
-            for item in items:
-                if item is _END:
-                    self.write("event: end\ndata: {}\n\n")
-                elif isinstance(item, BaseException):
-                    self.write(f"event: error\ndata: {json.dumps(error_body(item))}\n\n")
-                else:
-                    self.write(f"data: {json.dumps(item.model_dump(mode='json'))}\n\n")
-            await self.flush()
-            if any(item is _END or isinstance(item, BaseException) for item in items):
+                await self._stream(fanout, follower)
+            except StreamClosedError:
+                pass
+            except Exception as exc:
+                log.exception("following the log of run %s failed", run.id)
+                self.write(f"event: error\ndata: {json.dumps(error_body(exc))}\n\n")
+
+    async def _stream(self, fanout: Fanout, follower: Follower) -> None:
+        """Send what is waiting in one flush, so a burst of lines costs one packet; a viewer
+        too slow for the buffer is told where to resume."""
+        while True:
+            follower.ready.clear()
+            if follower.overflowed:
+                resume = json.dumps({"offset": follower.resume_at})
+                self.write(f"event: resume\ndata: {resume}\n\n")
                 return
-
-
-_END = object()
+            if items := follower.drain():
+                self.write("".join(f"data: {item.model_dump_json()}\n\n" for item in items))
+                await self.flush()
+                continue
+            if follower.behind:
+                if await fanout.catch_up(follower):
+                    continue
+            elif not follower.feed.active:
+                follower.end()
+                ending = "".join(f"data: {item.model_dump_json()}\n\n" for item in follower.drain())
+                self.write(ending + "event: end\ndata: {}\n\n")
+                return
+            try:
+                await asyncio.wait_for(follower.ready.wait(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                self.write(": keepalive\n\n")
+                await self.flush()
 
 
 def error_body(exc: BaseException) -> dict[str, Any]:
@@ -331,24 +329,6 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, ValidationError):
         body["errors"] = exc.errors
     return body
-
-
-def _pump(events: Any, queue: asyncio.Queue[Any], loop: Any, stop: threading.Event) -> None:
-    """Drive the blocking follower in a thread; it ends with the run, or at the first event
-    after the viewer left."""
-    try:
-        for event in events:
-            if stop.is_set():
-                return
-            loop.call_soon_threadsafe(queue.put_nowait, event)
-        loop.call_soon_threadsafe(queue.put_nowait, _END)
-    except RuntimeError:
-        return  # the service is shutting down and its loop is closed
-    except Exception as exc:
-        log.exception("following a log failed")
-        loop.call_soon_threadsafe(queue.put_nowait, exc)
-    finally:
-        events.close()
 
 
 class DownloadHandler(ApiHandler):
@@ -390,9 +370,11 @@ def make_app(settings: Settings, prefix: str, pool: ThreadPoolExecutor) -> web.A
         *((url(f"api/{path}"), ApiHandler, {"endpoints": e}) for path, e in ROUTES.items()),
         (url(""), ApiHandler, {"endpoints": ROUTES["whoami"]}),
     ]
+    labs = Labs(settings)
     return web.Application(
         handlers,
-        labs=Labs(settings),
+        labs=labs,
+        fanout=Fanout(labs.operator, pool),
         pool=pool,
         stopping=threading.Event(),  # set before the pool shuts: cut-short calls get 503
         cookie_secret=os.urandom(32),
@@ -423,6 +405,8 @@ async def serve(settings: Settings) -> None:
 
         ticker = PeriodicCallback(reconcile, RECONCILE_SECONDS * 1000)
         ticker.start()
+        fanout: Fanout = app.settings["fanout"]
+        fanout.start()
         stopping = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
@@ -431,6 +415,7 @@ async def serve(settings: Settings) -> None:
         log.info("pico service stopping")
         app.settings["stopping"].set()
         ticker.stop()
+        fanout.stop()
         server.stop()
         pool.shutdown(wait=False, cancel_futures=True)
 
