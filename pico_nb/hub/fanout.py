@@ -57,6 +57,7 @@ class Follower:
         self.consumed = offset  # log bytes already cut into events
         self.resume_at = offset  # where the viewer resumes after the last event it was sent
         self.overflowed = False
+        self.gone = False  # the viewer closed the stream
         self.ready = asyncio.Event()
         self._reader = logs.LineReader(offset)
         self._pending: deque[LogLine] = deque()
@@ -108,9 +109,9 @@ class Follower:
 class Feed:
     """One followed run: its log source, how far the log has been read, and its followers."""
 
-    def __init__(self, run: RunRecord) -> None:
-        self.run_id = run.id
-        self.active = run.active
+    def __init__(self, run_id: int, active: bool) -> None:
+        self.run_id = run_id
+        self.active = active
         self.end = 0
         self.followers: set[Follower] = set()
         self.lock = asyncio.Lock()  # one read of the source at a time
@@ -189,7 +190,7 @@ class Fanout:
         """The run's feed, opened once however many followers arrive together."""
         feed = self.feeds.get(run.id)
         if feed is None:
-            feed = self.feeds[run.id] = Feed(run)
+            feed = self.feeds[run.id] = Feed(run.id, run.active)
             feed.opened = asyncio.ensure_future(self._open(lab, feed))
         assert feed.opened is not None
         await asyncio.shield(feed.opened)

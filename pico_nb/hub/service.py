@@ -282,10 +282,12 @@ class FollowHandler(ApiHandler):
         run = await self.run(self.lab.get_run, run_id)  # refuse before the stream starts
         fanout: Fanout = self.settings["fanout"]
         async with fanout.follow(self.lab, run, offset, from_tail) as follower:
+            self.follower = follower
             self.set_header("Content-Type", "text/event-stream")
             self.set_header("Cache-Control", "no-cache")
             self.set_header("X-Accel-Buffering", "no")
             try:
+                await self.flush()  # the viewer knows at once that it is following
                 await self._stream(fanout, follower)
             except StreamClosedError:
                 pass
@@ -293,10 +295,17 @@ class FollowHandler(ApiHandler):
                 log.exception("following the log of run %s failed", run.id)
                 self.write(f"event: error\ndata: {json.dumps(error_body(exc))}\n\n")
 
+    def on_connection_close(self) -> None:
+        """The viewer left: free its stream now, not at the next write."""
+        follower: Follower | None = getattr(self, "follower", None)
+        if follower is not None:
+            follower.gone = True
+            follower.ready.set()
+
     async def _stream(self, fanout: Fanout, follower: Follower) -> None:
         """Send what is waiting in one flush, so a burst of lines costs one packet; a viewer
         too slow for the buffer is told where to resume."""
-        while True:
+        while not follower.gone:
             follower.ready.clear()
             if follower.overflowed:
                 resume = json.dumps({"offset": follower.resume_at})
