@@ -59,6 +59,20 @@ SORTS = {
     "id": Experiment.id,
 }
 
+_OTHER = aliased(Run)
+_LAST_RUN = (
+    select(func.max(_OTHER.number))
+    .where(_OTHER.experiment_id == Experiment.id)
+    .correlate(Experiment)
+    .scalar_subquery()
+)  # an experiment's latest run number, read from the (experiment, number) index
+_RUN_COUNT = (
+    select(func.count(_OTHER.id))
+    .where(_OTHER.experiment_id == Experiment.id)
+    .correlate(Experiment)
+    .scalar_subquery()
+)
+
 
 def current_username() -> str:
     """Local identity: the hub's user if we are in a hub server, else the OS user."""
@@ -259,13 +273,9 @@ class Lab:
     ) -> Any:
         """The filtered listing query shared by experiments() and count_experiments(): one
         statement, whose latest run and run count come from the (experiment, number) index."""
-        other = aliased(Run)
-        runs_of = other.experiment_id == Experiment.id
-        last = select(func.max(other.number)).where(runs_of).correlate(Experiment).scalar_subquery()
-        runs = select(func.count(other.id)).where(runs_of).correlate(Experiment).scalar_subquery()
         query = (
-            select(Experiment, Run, runs)
-            .outerjoin(Run, and_(Run.experiment_id == Experiment.id, Run.number == last))
+            select(Experiment, Run, _RUN_COUNT)
+            .outerjoin(Run, and_(Run.experiment_id == Experiment.id, Run.number == _LAST_RUN))
             .where(Experiment.deleted_at.is_(None))
         )
         admin = select(User.is_admin).where(User.id == self._user_id).scalar_subquery()
