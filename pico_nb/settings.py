@@ -48,6 +48,9 @@ class Settings(BaseModel):
     max_streams_per_user: int = Field(
         50, ge=1, description="Live logs one member may follow at once on the lab server."
     )
+    service_processes: int = Field(
+        1, ge=1, le=64, description="Processes of the lab server's pico service, on one port."
+    )
     gpus: list[str] = Field(
         default_factory=list, description="GPU ids handed out one per run as CUDA_VISIBLE_DEVICES."
     )

@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +46,9 @@ Endpoint = Callable[[Lab], Callable[..., Any]]
 KEEPALIVE_SECONDS = 5.0
 RECONCILE_SECONDS = 5.0
 DOWNLOAD_CHUNK = 1 << 20
+HELPER_STOP_SECONDS = 5.0
+SECRET_ENV = "PICO_NB_SERVICE_COOKIE_SECRET"  # handed from the main process to its helpers
+PARENT_ENV = "PICO_NB_SERVICE_PARENT"
 PUBLIC_SETTINGS = (
     "home",
     "data_roots",
@@ -365,7 +370,9 @@ class HealthHandler(web.RequestHandler):
         self.write({"ok": True})
 
 
-def make_app(settings: Settings, prefix: str, pool: ThreadPoolExecutor) -> web.Application:
+def make_app(
+    settings: Settings, prefix: str, pool: ThreadPoolExecutor, secret: bytes
+) -> web.Application:
     """Routes under the service prefix; the OAuth callback completes browser sign-in."""
 
     def url(path: str) -> str:
@@ -386,7 +393,7 @@ def make_app(settings: Settings, prefix: str, pool: ThreadPoolExecutor) -> web.A
         fanout=Fanout(labs.operator, pool),
         pool=pool,
         stopping=threading.Event(),  # set before the pool shuts: cut-short calls get 503
-        cookie_secret=os.urandom(32),
+        cookie_secret=secret,  # one per service, shared by its processes
         hub_auth=HubOAuth.instance(),
     )
 
@@ -397,26 +404,35 @@ def _keep_token_from_runs(auth: HubOAuth) -> None:
         os.environ.pop("JUPYTERHUB_API_TOKEN", None)
 
 
-async def serve(settings: Settings) -> None:
-    """Listen where the hub says, reconcile periodically, and stop promptly on a signal."""
+async def serve(settings: Settings, secret: bytes, parent: int = 0) -> None:
+    """Listen where the hub says, reconcile periodically, and stop promptly on a signal; a
+    helper process (``parent`` set) shares the port and stops with its parent."""
     bind_url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8082"))
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/pico/")
     auth = HubOAuth.instance()
     _keep_token_from_runs(auth)
     with ThreadPoolExecutor(max_workers=16, thread_name_prefix="lab") as pool:
-        app = make_app(settings, prefix, pool)
+        app = make_app(settings, prefix, pool, secret)
         labs: Labs = app.settings["labs"]
-        server = app.listen(bind_url.port or 80, bind_url.hostname or "127.0.0.1", xheaders=True)
+        server = app.listen(
+            bind_url.port or 80,
+            bind_url.hostname or "127.0.0.1",
+            xheaders=True,
+            reuse_port=settings.service_processes > 1,
+        )
         loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
 
         def reconcile() -> None:
-            loop.run_in_executor(pool, labs.operator.reconcile)
+            if parent and os.getppid() != parent:  # the main process is gone: so are we
+                stopping.set()
+            elif not parent:
+                loop.run_in_executor(pool, labs.operator.reconcile)
 
         ticker = PeriodicCallback(reconcile, RECONCILE_SECONDS * 1000)
         ticker.start()
         fanout: Fanout = app.settings["fanout"]
         fanout.start()
-        stopping = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
         log.info("pico service listening on %s%s", bind_url.geturl(), prefix)
@@ -429,12 +445,38 @@ async def serve(settings: Settings) -> None:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
+def start_helpers(count: int, secret: bytes) -> list[subprocess.Popen[bytes]]:
+    """More service processes on the same port (SO_REUSEPORT), for a lab one core cannot
+    serve; each follows its own viewers' logs, and only the main one reconciles."""
+    env = {**os.environ, SECRET_ENV: secret.hex(), PARENT_ENV: str(os.getpid())}
+    command = [sys.executable, "-m", "pico_nb.hub.service"]
+    return [subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL) for _ in range(count)]
+
+
+def stop_helpers(helpers: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the helper processes with the main one."""
+    for helper in helpers:
+        helper.terminate()
+    for helper in helpers:
+        try:
+            helper.wait(HELPER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            helper.kill()
+
+
 def main() -> None:
     """Entry point of the managed service (`python -m pico_nb.hub.service`)."""
     logging.basicConfig(
         level=logging.INFO, format="[%(levelname)1.1s %(asctime)s pico] %(message)s"
     )
-    asyncio.run(serve(load_settings()))
+    secret = bytes.fromhex(os.environ.pop(SECRET_ENV, "")) or os.urandom(32)
+    parent = int(os.environ.pop(PARENT_ENV, "0"))
+    settings = load_settings()
+    helpers = [] if parent else start_helpers(settings.service_processes - 1, secret)
+    try:
+        asyncio.run(serve(settings, secret, parent))
+    finally:
+        stop_helpers(helpers)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 from test_login import Browserless
 from test_survival import wait_for
 
@@ -19,11 +20,12 @@ from pico_nb.hub.client import RemoteLab
 from pico_nb.hub.fanout import FOLLOWER_BUFFER, Feed, Follower
 from pico_nb.settings import Settings
 
-from lab_server import PASSWORDS, Hub
+from lab_server import PASSWORDS, Hub, start_hub
 
 FOLLOWERS = 30
 TICKS = 30
 STOP_SECONDS = 10.0
+HELPER_WAIT = 10.0
 
 
 def proxied(hub: Hub, user: str) -> RemoteLab:
@@ -180,3 +182,24 @@ def test_the_hub_stops_within_ten_seconds_and_runs_go_on(
     assert lab.wait(run.id, timeout=60).status == "completed"
     follower.join(timeout=60)
     assert not follower.is_alive() and seen.count("waiting") == 1 and "finished" in seen
+
+
+def listeners(port: int) -> set[int]:
+    """The processes accepting connections on a local port."""
+    found = psutil.net_connections("tcp")
+    return {c.pid for c in found if c.laddr.port == port and c.status == psutil.CONN_LISTEN}
+
+
+def test_the_service_can_run_as_several_processes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    server = start_hub(tmp_path_factory.mktemp("hub2"), SERVICE_PROCESSES="2")
+    try:
+        assert server.process is not None
+        wait_for(lambda: len(listeners(server.service_port)) == 2, timeout=30)
+        assert all(server.call("alice", "GET", "whoami").status == 200 for _ in range(10))
+        services = [p for p in psutil.Process(server.process.pid).children(True) if serves(p)]
+    finally:
+        server.stop()
+    _, alive = psutil.wait_procs(services, timeout=HELPER_WAIT)
+    assert alive == []  # the helper stops with the main process
