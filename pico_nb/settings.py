@@ -46,7 +46,7 @@ class Settings(BaseModel):
         None, ge=1, description="Running runs one user may hold at once; empty = no cap."
     )
     max_streams_per_user: int = Field(
-        50, ge=1, description="Live logs one member may follow at once on the lab server."
+        20, ge=1, description="Live logs one member may follow at once on the lab server."
     )
     service_processes: int = Field(
         1, ge=1, le=64, description="Processes of the lab server's pico service, on one port."

@@ -182,7 +182,8 @@ class Fanout:
         """Read the next block of the log for a follower behind the live edge; False if the
         source had nothing yet (a worker's log the database has not caught up with)."""
         feed = follower.feed
-        data = await self._locked_read(feed, feed.source.read, follower.consumed, READ_BLOCK)
+        async with feed.lock:
+            data = await self._read(feed, follower.consumed)
         follower.take(data)
         return bool(data)
 
@@ -218,6 +219,14 @@ class Fanout:
 
         self._spawn(close())
 
+    async def _read(self, feed: Feed, offset: int) -> bytes:
+        """A block of the log: a local file on the loop (a copy from the page cache, quicker
+        than a trip to a thread), a worker's run from the database or Redis in the pool."""
+        assert feed.source is not None
+        if feed.path:
+            return feed.source.read(offset, READ_BLOCK)
+        return bytes(await self._in_pool(feed.source.read, offset, READ_BLOCK))
+
     async def _locked_read(self, feed: Feed, fn: Callable[..., Any], *args: Any) -> Any:
         """A blocking read of the feed's source, off the loop and one at a time."""
         async with feed.lock:
@@ -232,7 +241,7 @@ class Fanout:
         """Read what the run's log gained and hand it to every follower."""
         async with feed.lock:
             while feed.source is not None and feed.followers:
-                data = await self._in_pool(feed.source.read, feed.end, READ_BLOCK)
+                data = await self._read(feed, feed.end)
                 if not data:
                     return
                 start, feed.end = feed.end, feed.end + len(data)
