@@ -111,24 +111,24 @@ def test_a_members_streams_are_capped_with_a_clear_429(
 ) -> None:
     limit = Settings.model_fields["max_streams_per_user"].default
     gate = tmp_path / "gate"
-    exp = experiment("bob", wait_file=str(gate))
-    bob = proxied(hub, "bob")
-    run = bob.run_experiment(exp["id"])
-    wait_for(lambda: "waiting" in bob.read_log(run.id).text)
-    streams = [open_stream(hub, "bob", run.id) for _ in range(limit)]
+    exp = experiment("carol", wait_file=str(gate))
+    carol = proxied(hub, "carol")
+    run = carol.run_experiment(exp["id"])
+    wait_for(lambda: "waiting" in carol.read_log(run.id).text)
+    streams = [open_stream(hub, "carol", run.id) for _ in range(limit)]
     try:
         assert all(answer.status == 200 for _, answer in streams)
-        conn, refused = open_stream(hub, "bob", run.id)
+        conn, refused = open_stream(hub, "carol", run.id)
         body = refused.read().decode()
         conn.close()
         assert refused.status == 429, body
-        assert f"bob already follows {limit} live logs" in body and "Traceback" not in body
-        assert bob.get_run(run.id).status == "running"  # other calls are not limited
+        assert f"carol already follows {limit} live logs" in body and "Traceback" not in body
+        assert carol.get_run(run.id).status == "running"  # other calls are not limited
         first, _ = streams.pop()
         first.close()  # a viewer leaves: its place frees at once
 
         def another() -> bool:
-            conn, answer = open_stream(hub, "bob", run.id)
+            conn, answer = open_stream(hub, "carol", run.id)
             streams.append((conn, answer))
             return answer.status == 200
 
@@ -137,7 +137,7 @@ def test_a_members_streams_are_capped_with_a_clear_429(
         for conn, _ in streams:
             conn.close()
         gate.write_text("go")
-    assert bob.wait(run.id, timeout=60).status == "completed"
+    assert carol.wait(run.id, timeout=60).status == "completed"
 
 
 def test_a_slow_follower_is_told_where_to_resume() -> None:
