@@ -114,6 +114,7 @@ class Feed:
         self.active = active
         self.end = 0
         self.followers: set[Follower] = set()
+        self.joining = 0  # followers waiting for it to open
         self.lock = asyncio.Lock()  # one read of the source at a time
         self.source: logs.LogSource | None = None
         self.opened: asyncio.Future[None] | None = None
@@ -161,19 +162,24 @@ class Fanout:
                 "may; close a log view or wait for a run to end"
             )
         self.streams[member] += 1
+        feed = self._join(lab, run)
+        follower: Follower | None = None
         try:
-            feed = await self._feed(lab, run)
-            if from_tail is not None:
-                offset = await self._locked_read(feed, logs.tail_offset, feed.source, from_tail)
-            follower = Follower(feed, offset)
-            feed.followers.add(follower)
-            try:
-                yield follower
+            try:  # a feed with someone joining is never forgotten, so none joins a closed one
+                assert feed.opened is not None
+                await asyncio.shield(feed.opened)
+                if from_tail is not None:
+                    offset = await self._locked_read(feed, logs.tail_offset, feed.source, from_tail)
+                follower = Follower(feed, offset)
+                feed.followers.add(follower)
             finally:
-                feed.followers.discard(follower)
-                if not feed.followers:
-                    self._forget(feed)
+                feed.joining -= 1
+            yield follower
         finally:
+            if follower is not None:
+                feed.followers.discard(follower)
+            if not feed.followers and not feed.joining:
+                self._forget(feed)
             self.streams[member] -= 1
             if not self.streams[member]:
                 del self.streams[member]
@@ -187,14 +193,13 @@ class Fanout:
         follower.take(data)
         return bool(data)
 
-    async def _feed(self, lab: Lab, run: RunRecord) -> Feed:
+    def _join(self, lab: Lab, run: RunRecord) -> Feed:
         """The run's feed, opened once however many followers arrive together."""
         feed = self.feeds.get(run.id)
         if feed is None:
             feed = self.feeds[run.id] = Feed(run.id, run.active)
             feed.opened = asyncio.ensure_future(self._open(lab, feed))
-        assert feed.opened is not None
-        await asyncio.shield(feed.opened)
+        feed.joining += 1
         return feed
 
     async def _open(self, lab: Lab, feed: Feed) -> None:
