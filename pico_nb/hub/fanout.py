@@ -39,7 +39,7 @@ TICK_SECONDS = 0.05
 STATUS_SECONDS = 0.5
 READ_BLOCK = 1 << 18
 FOLLOWER_BUFFER = 1 << 20
-REDIS_BLOCK_MS = 1000
+REDIS_BLOCK_MS = 100  # short, so a newly followed run is in the next read at once
 _EVENT_OVERHEAD = 64  # bytes an event takes besides its text, for the buffer's bound
 
 
