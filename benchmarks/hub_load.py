@@ -14,6 +14,7 @@ Goals (issue 19): with 200 followers, line p95 < 500 ms, 0 missed, 0 errors, log
 p95 < 200 ms meanwhile, run start < 500 ms; `GET /experiments` >= 300 req/s at p95 < 200 ms.
 
     .venv/bin/python benchmarks/hub_load.py [--followers 100,200] [--lines 600] [--api-seconds 15]
+        [--service-processes 1]
 """
 
 from __future__ import annotations
@@ -60,29 +61,42 @@ def summary(values: list[float]) -> str:
     )
 
 
-def listener(port: int) -> psutil.Process:
-    """The process accepting connections on a local port."""
-    for conn in psutil.net_connections("tcp"):
-        if conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
-            return psutil.Process(conn.pid)
-    raise RuntimeError(f"nothing listens on {port}")
+def listeners(port: int) -> list[psutil.Process]:
+    """The processes accepting connections on a local port (several service processes share)."""
+    found = {
+        c.pid
+        for c in psutil.net_connections("tcp")
+        if c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
+    }
+    if not found:
+        raise RuntimeError(f"nothing listens on {port}")
+    return [psutil.Process(pid) for pid in sorted(found)]
 
 
 class Usage:
-    """CPU share (of one core) and RSS of a process between start and stop."""
+    """CPU share (of one core) and RSS of some processes, summed, between start and report."""
 
-    def __init__(self, process: psutil.Process) -> None:
-        self.process = process
-        self.cpu = sum(process.cpu_times()[:2])
+    def __init__(self, processes: list[psutil.Process]) -> None:
+        self.processes = processes
+        self.cpu = self._cpu()
         self.at = time.monotonic()
-        self.rss_max = process.memory_info().rss
+        self.rss_max = self._rss()
+
+    def _cpu(self) -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in self.processes)
+
+    def _rss(self) -> int:
+        return sum(p.memory_info().rss for p in self.processes)
 
     def sample(self) -> None:
-        self.rss_max = max(self.rss_max, self.process.memory_info().rss)
+        self.rss_max = max(self.rss_max, self._rss())
 
     def report(self) -> str:
-        cpu = (sum(self.process.cpu_times()[:2]) - self.cpu) / (time.monotonic() - self.at)
-        return f"CPU {100 * cpu:.0f} % of a core, RSS max {self.rss_max / 2**20:.0f} MiB"
+        cpu = (self._cpu() - self.cpu) / (time.monotonic() - self.at)
+        return (
+            f"{len(self.processes)} process(es), CPU {100 * cpu:.0f} % of a core, "
+            f"RSS max {self.rss_max / 2**20:.0f} MiB"
+        )
 
 
 class Stream:
@@ -229,8 +243,8 @@ class Bench:
         await asyncio.wait_for(
             asyncio.gather(*(s.connected.wait() for s in streams)), PHASE_TIMEOUT
         )
-        service = Usage(listener(self.hub.service_port))
-        proxy = Usage(listener(self.hub.port))
+        service = Usage(listeners(self.hub.service_port))
+        proxy = Usage(listeners(self.hub.port))
         done = asyncio.Event()
         probing = asyncio.ensure_future(self.probes(done))
         for i in range(RUNS):
@@ -287,6 +301,7 @@ async def main(args: argparse.Namespace) -> None:
         root,
         MAX_CONCURRENT_RUNS=str(RUNS + 2),
         MAX_STREAMS_PER_USER="100",
+        SERVICE_PROCESSES=str(args.service_processes),
         HEARTBEAT_SECONDS="2",
     )
     try:
@@ -319,4 +334,5 @@ if __name__ == "__main__":
     parser.add_argument("--lines", type=int, default=600)
     parser.add_argument("--api-clients", type=int, default=50)
     parser.add_argument("--api-seconds", type=float, default=15.0)
+    parser.add_argument("--service-processes", type=int, default=1)
     asyncio.run(main(parser.parse_args()))
