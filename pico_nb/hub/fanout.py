@@ -145,7 +145,6 @@ class Fanout:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._stopping = threading.Event()
         self._checking = False
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ following
 
@@ -323,10 +322,10 @@ class Fanout:
 
     def start(self) -> None:
         """Start watching on the running loop (and a thread for workers' live streams)."""
-        self._loop = asyncio.get_running_loop()
         self._spawn(self.watch())
+        loop = asyncio.get_running_loop()
         streams = threading.Thread(
-            target=self._watch_streams, args=(self._loop,), name="log-streams", daemon=True
+            target=self._watch_streams, args=(loop,), name="log-streams", daemon=True
         )
         streams.start()
 
