@@ -56,6 +56,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> str:
+    """Percentiles as one printed phrase."""
     return (
         f"p50 {pct(values, 50):.0f} ms, p95 {pct(values, 95):.0f} ms, max {pct(values, 100):.0f} ms"
     )
@@ -111,6 +112,7 @@ class Stream:
         self.resumed = 0
 
     def feed(self, chunk: bytes) -> None:
+        """Parse whole events from what arrived; time each tick line against its print time."""
         now = time.time()
         self.buf += chunk
         while b"\n\n" in self.buf:
@@ -139,11 +141,13 @@ class Bench:
         self.probe_experiment = 0
 
     def request(self, user: str, method: str, path: str, straight: bool = False, **kw: Any) -> Any:
+        """A pico API request as a member, through the proxy unless ``straight``."""
         base = self.hub.service_url() + "api/" if straight else f"{self.hub.api}/"
         headers = {"Authorization": f"token {self.tokens[user]}"}
         return HTTPRequest(base + path, method=method, headers=headers, connect_timeout=60, **kw)
 
     async def call(self, user: str, method: str, path: str, body: Any = None) -> Any:
+        """One API call that must succeed; its JSON answer."""
         data = None if body is None else json.dumps(body)
         if method == "POST" and data is None:
             data = ""
@@ -193,6 +197,7 @@ class Bench:
         return took
 
     async def follow(self, user: str, run_id: int, stream: Stream, errors: Counter[str]) -> None:
+        """One follower until its run ends; a refusal or a cut stream is counted as an error."""
         request = self.request(
             user,
             "GET",
@@ -226,6 +231,7 @@ class Bench:
         return times
 
     async def phase(self, followers: int, gates: Path) -> None:
+        """Start the runs, attach the followers, release the runs and measure until all end."""
         print(f"\n== {followers} followers on {RUNS} runs x {self.args.lines} lines ==", flush=True)
         for gate in gates.glob("gate*"):
             gate.unlink()
@@ -294,6 +300,7 @@ class Bench:
 
 
 async def main(args: argparse.Namespace) -> None:
+    """Start the hub, run the phases, print the figures, stop the hub."""
     AsyncHTTPClient.configure(None, max_clients=1000)
     root = Path(tempfile.mkdtemp(prefix="pico-hub-load-"))
     started = time.monotonic()

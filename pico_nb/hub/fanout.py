@@ -98,6 +98,7 @@ class Follower:
         return items
 
     def _add(self, line: LogLine) -> None:
+        """Queue an event, dropping them all once the viewer is too far behind to keep up."""
         self._pending.append(line)
         self._pending_bytes += len(line.line or "") + len(line.progress_text or "")
         self._pending_bytes += _EVENT_OVERHEAD
@@ -237,6 +238,7 @@ class Fanout:
             return await self._in_pool(fn, *args)
 
     async def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Blocking database and Redis calls stay off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     # ------------------------------------------------------------------- watching
@@ -318,6 +320,7 @@ class Fanout:
                     pumps.result(timeout=10)
 
     async def _pump_all(self, feeds: list[Feed]) -> None:
+        """Read every grown feed; one failing does not stop the others."""
         await asyncio.gather(*(self._pump(f) for f in feeds), return_exceptions=True)
 
     def start(self) -> None:
@@ -340,6 +343,7 @@ class Fanout:
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Future[Any]) -> None:
+        """Forget a finished background task, logging it if it failed."""
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("following logs failed", exc_info=task.exception())
