@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from pico_nb.inputs import as_id
 from pico_nb.schemas import ExperimentRecord
 from pico_nb.text import esc, value_text
 from pico_nb.widgets import default_lab
@@ -43,7 +44,7 @@ class CompareView(w.VBox):
             placeholder="experiment ids, e.g. 3, 7, 12", layout=w.Layout(width="260px")
         )
         button = w.Button(description="Compare", icon="columns", button_style="primary")
-        button.on_click(lambda _: self.compare(self._typed_ids()))
+        button.on_click(lambda _: self.compare_typed())
         self.table = w.HTML()
         self.messages = MessageBar()
         super().__init__(
@@ -59,8 +60,10 @@ class CompareView(w.VBox):
         if experiment_ids:
             self.compare(experiment_ids)
 
-    def _typed_ids(self) -> list[int]:
-        return [int(x) for x in re.findall(r"\d+", self.ids.value)]
+    @guarded
+    def compare_typed(self) -> None:
+        """Compare the ids typed in the box; a number no id can be is a message, not a crash."""
+        self.compare([as_id(x, "experiment_id") for x in re.findall(r"\d+", self.ids.value)])
 
     @guarded
     def compare(self, experiment_ids: list[int]) -> None:

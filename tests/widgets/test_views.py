@@ -85,6 +85,9 @@ def test_list_compare_selection(lab: Lab, make_experiment) -> None:
     assert "exit_code" not in compare.table.value
     compare.compare([a.id])
     assert "at least two" in compare.messages.value
+    compare.ids.value = f"{a.id}, {'9' * 5000}"  # typed: a number no id can be
+    compare.compare_typed()
+    assert "experiment_id" in compare.messages.value and "Traceback" not in compare.messages.value
 
 
 def test_detail_runs_stops_and_shows_history(lab: Lab, make_experiment, tmp_path: Path) -> None:
