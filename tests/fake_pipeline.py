@@ -46,6 +46,10 @@ def main() -> int:
         while not os.path.exists(p["wait_file"]):
             time.sleep(0.02)
     Path(out_path, "done.txt").write_text("ok")
+    if p["cells"]:
+        from cell_results import write_results
+
+        write_results(Path(out_path), p["cells"], p["cell_seed"])
     print("finished", flush=True)
     return p["exit_code"]
 

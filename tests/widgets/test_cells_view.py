@@ -1,0 +1,57 @@
+"""The cell viewer and run comparison as widgets, against a real Lab and finished runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pico_nb.lab import Lab
+from pico_nb.settings import Settings
+from pico_nb.widgets.cells import CellViewer
+from pico_nb.widgets.results import ResultsView
+
+
+def finished(lab: Lab, experiment_id: int) -> int:
+    run = lab.run_experiment(experiment_id)
+    assert lab.wait(run.id, timeout=120).status == "completed"
+    return run.id
+
+
+def test_click_a_cell_see_its_trace_and_curate(
+    lab: Lab, frames: Path, tmp_path: Path, settings_for: Callable[..., Settings]
+) -> None:
+    exp = lab.create_experiment("e", str(frames), str(tmp_path / "out"), params={"cells": 12})
+    run_id = finished(lab, exp.id)
+    results = ResultsView(run_id, lab)
+    viewer = results.cells.children[0]
+    assert isinstance(viewer, CellViewer)
+    assert bytes(viewer.picture.value).startswith(b"\x89PNG")
+    assert list(viewer.markers.names)[:3] == ["1", "2", "3"]
+    # The table is sorted by SNR: cell 12 has the tallest transient.
+    assert viewer.picker.options[0][1] == 12
+    viewer._marker_clicked(viewer.markers, {"data": {"index": 4}})  # as bqplot reports a click
+    assert viewer.picker.value == (5,)
+    assert "cell #5" in viewer.traces.captions.value
+    assert "time (s)" in [a.label for a in viewer.traces.figure.axes]
+    assert float(max(viewer.traces.lines.x)) == pytest.approx(
+        19.9
+    )  # 200 frames at 10 Hz, in seconds
+    viewer.reject_picked()
+    assert "rejected" in viewer.traces.captions.value and "unsaved" in viewer.status.value
+    viewer.threshold.value = 20.0
+    viewer.filter_button.click()
+    low = {c.id for c in viewer.table.cells if c.snr < 20}
+    assert viewer.rejected == low | {5}
+    viewer.buttons["Undo"].click()
+    assert viewer.rejected == {5}
+    viewer.buttons["Save"].click()
+    assert lab.curation(run_id).rejected == [5] and "saved by alice" in viewer.status.value
+    assert "✗ rejected" in dict((v, k) for k, v in viewer.picker.options)[5]
+    # A colleague with read access sees the curation but cannot change it.
+    lab.share_experiment(exp.id)
+    bob = Lab(user="bob", settings=settings_for(""))
+    theirs = CellViewer(run_id, bob)
+    assert theirs.rejected == {5} and theirs.buttons["Save"].disabled
+    assert "read-only" in theirs.status.value
