@@ -55,6 +55,15 @@ class CellViewer(w.VBox):
         self.history: list[set[int]] = []
         self.messages = MessageBar()
         self._build_image()
+        # bqplot's pan/zoom layer sits above the marks, so picking and zooming take turns.
+        self.panzoom = bq.interacts.PanZoom(scales={"x": [self.sx], "y": [self.sy]})
+        self.mode = w.ToggleButtons(
+            options=[("Pick cells", "pick"), ("Zoom / pan", "zoom")],
+            style={"button_width": "110px"},
+        )
+        self.mode.observe(self._mode_changed, "value")
+        reset = w.Button(description="Reset zoom", icon="compress")
+        reset.on_click(lambda _: self._reset_zoom())
         self.image_choice = w.Dropdown(options=list(IMAGES.items()), value="mean")
         self.image_choice.layout.width = "190px"
         self.image_choice.observe(lambda _: self._draw_image(), "value")
@@ -77,7 +86,7 @@ class CellViewer(w.VBox):
             layout=w.Layout(width="48%"),
         )
         main = w.VBox(
-            [styled(w.HBox([self.image_choice]), "pico-toolbar"), self.figure],
+            [styled(w.HBox([self.image_choice, self.mode, reset]), "pico-toolbar"), self.figure],
             layout=w.Layout(width="52%"),
         )
         super().__init__(
@@ -99,10 +108,10 @@ class CellViewer(w.VBox):
         """The run's image as a bqplot Image mark, with a clickable marker on every cell."""
         height, width = self.table.height, self.table.width
         self.sx = bq.LinearScale(min=0, max=width)
-        self.sy = bq.LinearScale(min=height, max=0)  # row 0 at the top, as in the image
+        self.sy = bq.LinearScale(min=0, max=height, reverse=True)  # row 0 at the top
         scales = {"x": self.sx, "y": self.sy}
         self.picture = w.Image(format="png")
-        self.image_mark = bq.Image(image=self.picture, scales=scales, x=[0, width], y=[0, height])
+        self.image_mark = bq.Image(image=self.picture, scales=scales, x=[0, width], y=[height, 0])
         cells = self.table.cells
         self.markers = bq.Scatter(
             x=[c.centre_x + 0.5 for c in cells],
@@ -114,8 +123,10 @@ class CellViewer(w.VBox):
             stroke="black",
             scales=scales,
             tooltip=bq.Tooltip(fields=["name"], labels=["cell"]),
+            interactions={"click": "select", "hover": "tooltip"},
+            selected_style={"stroke": "white", "stroke-width": 2},
         )
-        self.markers.on_element_click(self._marker_clicked)
+        self.markers.observe(self._marker_clicked, "selected")
         side = 560
         aspect = height / max(width, 1)
         self.figure = bq.Figure(
@@ -123,7 +134,6 @@ class CellViewer(w.VBox):
             padding_x=0,
             padding_y=0,
             fig_margin={"top": 5, "bottom": 5, "left": 5, "right": 5},
-            interaction=bq.interacts.PanZoom(scales={"x": [self.sx], "y": [self.sy]}),
             layout=w.Layout(width=f"{side}px", height=f"{round(side * aspect)}px"),
             min_aspect_ratio=0.1,
             max_aspect_ratio=10,
@@ -158,6 +168,15 @@ class CellViewer(w.VBox):
 
     # --------------------------------------------------------------------- drawing
 
+    def _mode_changed(self, change: dict[str, Any]) -> None:
+        self.figure.interaction = self.panzoom if change["new"] == "zoom" else None
+
+    def _reset_zoom(self) -> None:
+        """Back to the whole image."""
+        with self.sx.hold_trait_notifications(), self.sy.hold_trait_notifications():
+            self.sx.min, self.sx.max = 0, self.table.width
+            self.sy.min, self.sy.max = 0, self.table.height
+
     @guarded
     def _draw_image(self) -> None:
         """The stored curation's outlines (accepted yellow, rejected red) over the image."""
@@ -190,11 +209,11 @@ class CellViewer(w.VBox):
 
     # ---------------------------------------------------------------------- picking
 
-    def _marker_clicked(self, _mark: Any, event: dict[str, Any]) -> None:
-        """A click on a cell's marker picks that cell alone."""
-        index = event.get("data", {}).get("index", event.get("index"))
-        if isinstance(index, int) and 0 <= index < len(self.table.cells):
-            self.pick([self.table.cells[index].id])
+    def _marker_clicked(self, change: dict[str, Any]) -> None:
+        """A click on cells' markers (bqplot selects them) picks those cells."""
+        picked = [int(i) for i in change["new"] if 0 <= int(i) < len(self.table.cells)]
+        if picked:
+            self.pick([self.table.cells[i].id for i in picked])
 
     def pick(self, cell_ids: list[int]) -> None:
         """Show these cells' traces and select them in the table."""

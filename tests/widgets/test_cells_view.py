@@ -31,7 +31,7 @@ def test_click_a_cell_see_its_trace_and_curate(
     assert list(viewer.markers.names)[:3] == ["1", "2", "3"]
     # The table is sorted by SNR: cell 12 has the tallest transient.
     assert viewer.picker.options[0][1] == 12
-    viewer._marker_clicked(viewer.markers, {"data": {"index": 4}})  # as bqplot reports a click
+    viewer.markers.selected = [4]  # what a click on the fifth marker does in the browser
     assert viewer.picker.value == (5,)
     assert "cell #5" in viewer.traces.captions.value
     assert "time (s)" in [a.label for a in viewer.traces.figure.axes]
@@ -55,3 +55,27 @@ def test_click_a_cell_see_its_trace_and_curate(
     theirs = CellViewer(run_id, bob)
     assert theirs.rejected == {5} and theirs.buttons["Save"].disabled
     assert "read-only" in theirs.status.value
+
+
+def test_compare_runs_table_and_overlay(lab: Lab, frames: Path, tmp_path: Path) -> None:
+    from pico_nb.widgets.compare import CompareView
+
+    exp = lab.create_experiment("a", str(frames), str(tmp_path / "out"), params={"cells": 12})
+    first = finished(lab, exp.id)
+    lab.update_experiment(exp.id, params={"cell_seed": 1})
+    second = finished(lab, exp.id)  # two runs of one experiment
+    view = CompareView(run_ids=[first, second], lab=lab)
+    assert [p.value for p in view.run_pickers.children] == [first, second]
+    assert "cells found" in view.run_table.value and "cell_seed" in view.run_table.value
+    assert "motion (RMS shift, px)" in view.run_table.value and "5.00" in view.run_table.value
+    match = view.match.value
+    assert "<b class='pico-matched'>8</b>" in match and "<b class='pico-only-a'>4</b>" in match
+    assert view.overlay.layout.display is None
+    assert bytes(view.overlay.value).startswith(b"\x89PNG")
+    other = lab.clone_experiment(exp.id, name="b", params={"cell_seed": 0})
+    finished(lab, other.id)
+    by_experiment = CompareView([exp.id, other.id], lab)
+    assert by_experiment.run_pickers.children[0].value == second
+    assert "cell_seed" in by_experiment.table.value
+    by_experiment.run_pickers.children[0].value = first  # any run of the experiment
+    assert "<b class='pico-matched'>12</b>" in by_experiment.match.value
