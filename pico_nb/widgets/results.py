@@ -10,6 +10,7 @@ from pico_nb.errors import NotFound
 from pico_nb.schemas import Results
 from pico_nb.text import duration, esc, size
 from pico_nb.widgets import default_lab
+from pico_nb.widgets.routes import file_url
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
 
 if TYPE_CHECKING:
@@ -136,7 +137,8 @@ class ResultsView(w.VBox):
         if not results.files:
             return f'<div class="pico-muted">No output files in {esc(results.output_path)}.</div>'
         rows = "".join(
-            f"<tr><td>{esc(f.path)}</td><td>{esc(size(f.size))}</td></tr>"
+            f'<tr><td><a href="{esc(file_url(results.run_id, f.path))}" download>'
+            f"{esc(f.path)}</a></td><td>{esc(size(f.size))}</td></tr>"
             for f in results.files[:MAX_LISTED_FILES]
         )
         more = len(results.files) - MAX_LISTED_FILES

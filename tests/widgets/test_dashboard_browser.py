@@ -45,6 +45,16 @@ def write_preview(out: Path) -> None:
     (out / "summary.json").write_text(json.dumps(summary))
 
 
+def compare_both(page: Page) -> None:
+    """From a detail view back to the list, tick both experiments and compare them."""
+    page.get_by_role("button", name="All experiments").click()
+    rows = page.locator(".pico-list .widget-checkbox input")
+    expect(rows).to_have_count(2)
+    rows.nth(0).check()
+    rows.nth(1).check()
+    page.get_by_role("button", name="Compare selected (2)").click()
+
+
 def test_analyst_day(page: Page, served, screenshot) -> None:
     gate = served.data / "gate"
     out = served.data / "results"
@@ -111,6 +121,10 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
         page.get_by_text("Download log").click()
     log = Path(download.value.path()).read_text()
     assert "fake pipeline pid" in log and "finished: completed" in log
+    page.locator(".pico-results summary").filter(has_text="Output files").click()
+    with page.expect_download() as download:
+        page.locator(".pico-results a").filter(has_text="done.txt").click()
+    assert Path(download.value.path()).read_text() == "ok"
     button(page, "Copy").click()
     expect(button(page, "Copied")).to_be_visible()
     assert "finished" in page.evaluate("navigator.clipboard.readText()")
@@ -124,12 +138,7 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
         params={"lines": 40},
         output_path=str(served.data / "results2"),
     )
-    page.get_by_role("button", name="All experiments").click()
-    rows = page.locator(".pico-list .widget-checkbox input")
-    expect(rows).to_have_count(2)
-    rows.nth(0).check()
-    rows.nth(1).check()
-    page.get_by_role("button", name="Compare selected (2)").click()
+    compare_both(page)
     compare = page.locator(".pico-compare table").first
     expect(compare).to_contain_text("lines")
     expect(compare).to_contain_text(other.name)
@@ -188,12 +197,7 @@ def test_cells_curation_and_compare_in_the_dashboard(page: Page, served, screens
     page.get_by_role("button", name="Cells A").click()
     listed = page.locator(".pico-cell-list option").filter(has_text="#3 ")
     expect(listed).to_contain_text("rejected", timeout=30_000)
-    page.get_by_role("button", name="All experiments").click()
-    rows = page.locator(".pico-list .widget-checkbox input")
-    expect(rows).to_have_count(2)
-    rows.nth(0).check()
-    rows.nth(1).check()
-    page.get_by_role("button", name="Compare selected (2)").click()
+    compare_both(page)
     table = page.locator(".pico-run-compare")
     expect(table).to_contain_text("cells accepted")
     expect(table.locator("tr").filter(has_text="cells accepted")).to_contain_text("11")
