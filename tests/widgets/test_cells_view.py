@@ -79,3 +79,28 @@ def test_compare_runs_table_and_overlay(lab: Lab, frames: Path, tmp_path: Path) 
     assert "cell_seed" in by_experiment.table.value
     by_experiment.run_pickers.children[0].value = first  # any run of the experiment
     assert "<b class='pico-matched'>12</b>" in by_experiment.match.value
+
+
+def test_list_shows_ids_and_owners_to_admins(
+    lab: Lab, frames: Path, tmp_path: Path, settings_for: Callable[..., Settings]
+) -> None:
+    from pico_nb.widgets.experiment_list import ExperimentList
+
+    bob = Lab(user="bob", settings=settings_for(""))
+    theirs = bob.create_experiment("bobs", str(frames), str(tmp_path / "b"))
+    mine = lab.create_experiment("mine", str(frames), str(tmp_path / "a"))
+    plain = ExperimentList(lab, refresh_seconds=60)
+    try:
+        headers = [h.value for h in plain.grid.children[:9]]
+        assert "Id" in headers and "Owner" not in headers
+        assert plain.rows[0].id_cell.value == str(mine.id)
+    finally:
+        plain.close()
+    Lab.operator(settings=settings_for("")).set_admin("alice", True)
+    admin = ExperimentList(lab, refresh_seconds=60)
+    try:
+        assert "Owner" in [h.value for h in admin.grid.children[:9]]
+        shown = {r.id_cell.value: r.cells[-1].value for r in admin.rows}
+        assert shown == {str(mine.id): "alice", str(theirs.id): "bob"}
+    finally:
+        admin.close()
