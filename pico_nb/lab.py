@@ -815,7 +815,11 @@ class Lab:
             target = folder / (stem + export.FORMATS[format])
         else:
             target = self._export_target(destination, run)
-        export.write(format, target, data, run, experiment, curation)
+        try:
+            export.write(format, target, data, run, experiment, curation)
+        except OSError as exc:
+            where = "destination" if destination is not None else "output_path"
+            raise ValidationError.one(where, f"cannot write {target}: {exc.strerror}") from None
         return str(target)
 
     def _export_target(self, destination: str, run: RunRecord) -> Path:

@@ -181,3 +181,28 @@ def test_old_layout_runs_migrate(tmp_path: Path) -> None:
     assert old.summary is None and "run 2 later replaced" in (old.note or "")
     with pytest.raises(NotFound):
         lab.cells(1)
+
+
+def test_delete_never_follows_a_run_folder_symlink(
+    alice: Lab, frames: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    exp = alice.create_experiment("e", str(frames), str(out), params={"cells": 2})
+    finished(alice, exp.id)
+    elsewhere = tmp_path / "elsewhere"
+    (out / "run-0001").rename(elsewhere)
+    (out / "run-0001").symlink_to(elsewhere)
+    alice.delete_experiment(exp.id, remove_outputs=True)
+    assert (elsewhere / "summary.json").exists() and (out / "run-0001").is_symlink()
+
+
+def test_export_to_a_folder_it_cannot_write_names_the_field(
+    alice: Lab, frames: Path, tmp_path: Path
+) -> None:
+    exp = alice.create_experiment("e", str(frames), str(tmp_path / "out"), params={"cells": 2})
+    run_id = finished(alice, exp.id)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValidationError) as bad:
+        alice.export(run_id, "csv", str(blocker / "inside"))
+    assert "destination" in bad.value.errors and not (blocker / "inside").exists()
