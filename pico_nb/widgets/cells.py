@@ -83,16 +83,18 @@ class CellViewer(w.VBox):
                 self.curation,
                 self.status,
             ],
-            layout=w.Layout(width="48%"),
+            layout=w.Layout(flex="1 1 360px", min_width="300px"),
         )
         main = w.VBox(
             [styled(w.HBox([self.image_choice, self.mode, reset]), "pico-toolbar"), self.figure],
-            layout=w.Layout(width="52%"),
+            layout=w.Layout(flex="1 1 520px", min_width="300px"),
         )
         super().__init__(
             [
                 heading(f"Cells ({len(self.table.cells):,})", 3),
-                styled(w.HBox([main, side]), "pico-cells-row"),
+                styled(
+                    w.HBox([main, side], layout=w.Layout(flex_flow="row wrap")), "pico-cells-row"
+                ),
                 self.traces,
                 self.messages,
             ]
@@ -134,7 +136,9 @@ class CellViewer(w.VBox):
             padding_x=0,
             padding_y=0,
             fig_margin={"top": 5, "bottom": 5, "left": 5, "right": 5},
-            layout=w.Layout(width=f"{side}px", height=f"{round(side * aspect)}px"),
+            layout=w.Layout(
+                width="100%", max_width=f"{side}px", height=f"{round(side * aspect)}px"
+            ),
             min_aspect_ratio=0.1,
             max_aspect_ratio=10,
         )

@@ -185,6 +185,11 @@ def test_cells_curation_and_compare_in_the_dashboard(page: Page, served, screens
     expect(caption).to_contain_text("SNR")
     expect(viewer.locator(".pico-traces")).to_contain_text("time (s)")
     screenshot("09-cell-trace")
+    page.set_viewport_size({"width": 800, "height": 900})
+    box = viewer.locator(".bqplot").first.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 800  # the image fits a narrow window
+    screenshot("09-cell-trace-800px")
+    page.set_viewport_size({"width": 1280, "height": 800})
     button(page, "Reject").click()
     expect(caption).to_contain_text("rejected")
     button(page, "Save").click()
