@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -165,15 +166,17 @@ def write_nwb(
             region = planes.create_roi_table_region(
                 region=list(range(len(ids))), description="accepted cells"
             )
-            response = RoiResponseSeries(
-                name="RoiResponseSeries",
-                description=f"{name} of the accepted cells, frames × cells",
-                data=np.ascontiguousarray(np.asarray(values[index], np.float32).T),
-                rois=region,
-                unit=unit,
-                rate=data.rate,
-                starting_time=0.0,
-            )
-            ophys.add(container(name=name, roi_response_series=response))
+            with warnings.catch_warnings():  # hdmf checks the region before it joins the file
+                warnings.filterwarnings("ignore", "The linked table for DynamicTableRegion")
+                response = RoiResponseSeries(
+                    name="RoiResponseSeries",
+                    description=f"{name} of the accepted cells, frames × cells",
+                    data=np.ascontiguousarray(np.asarray(values[index], np.float32).T),
+                    rois=region,
+                    unit=unit,
+                    rate=data.rate,
+                    starting_time=0.0,
+                )
+                ophys.add(container(name=name, roi_response_series=response))
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
