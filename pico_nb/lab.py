@@ -7,14 +7,14 @@ import getpass
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from pico_nb import cells as run_cells
 from pico_nb import logs, logstream, outputs, passwords
@@ -75,6 +75,20 @@ SORTS = {
     "name": func.lower(Experiment.name),
     "id": Experiment.id,
 }
+
+_OTHER = aliased(Run)
+_LAST_RUN = (
+    select(func.max(_OTHER.number))
+    .where(_OTHER.experiment_id == Experiment.id)
+    .correlate(Experiment)
+    .scalar_subquery()
+)  # an experiment's latest run number, read from the (experiment, number) index
+_RUN_COUNT = (
+    select(func.count(_OTHER.id))
+    .where(_OTHER.experiment_id == Experiment.id)
+    .correlate(Experiment)
+    .scalar_subquery()
+)
 
 
 def current_username() -> str:
@@ -274,33 +288,24 @@ class Lab:
         owner: str | None,
         scope: Scope,
     ) -> Any:
-        """The filtered listing query shared by experiments() and count_experiments()."""
-        latest = (
-            select(
-                Run.experiment_id.label("eid"),
-                func.max(Run.number).label("n"),
-                func.count(Run.id).label("c"),
-            )
-            .group_by(Run.experiment_id)
-            .subquery()
-        )
+        """The filtered listing query shared by experiments() and count_experiments(): one
+        statement, whose latest run and run count come from the (experiment, number) index."""
         query = (
-            select(Experiment, Run, latest.c.c)
-            .outerjoin(latest, latest.c.eid == Experiment.id)
-            .outerjoin(Run, and_(Run.experiment_id == Experiment.id, Run.number == latest.c.n))
+            select(Experiment, Run, _RUN_COUNT)
+            .outerjoin(Run, and_(Run.experiment_id == Experiment.id, Run.number == _LAST_RUN))
             .where(Experiment.deleted_at.is_(None))
         )
-        admin = session.get(User, self._user_id).is_admin
+        admin = select(User.is_admin).where(User.id == self._user_id).scalar_subquery()
         mine = Experiment.owner_id == self._user_id
         others_shared = and_(Experiment.shared.is_(True), Experiment.owner_id != self._user_id)
         if scope == "mine":
             query = query.where(mine)
         elif scope == "shared":
             query = query.where(others_shared)
-        elif scope == "all" and not admin:
+        elif scope == "all" and not session.get(User, self._user_id).is_admin:
             raise PermissionDenied("only an admin may list every experiment")
-        elif scope == "visible" and not admin:
-            query = query.where(or_(mine, Experiment.shared.is_(True)))
+        elif scope == "visible":
+            query = query.where(or_(mine, Experiment.shared.is_(True), admin.is_(True)))
         if owner:
             query = query.where(Experiment.owner.has(User.username == owner))
         if status:
@@ -334,7 +339,6 @@ class Lab:
         if sort not in SORTS:
             raise ValidationError.one("sort", f"must be one of {', '.join(SORTS)}")
         limit, offset = _as_id(limit, "limit", minimum=0), _as_id(offset, "offset", minimum=0)
-        self.reconcile()
         with self.db.read() as session:
             key = SORTS[sort]
             query = self._listing(session, status, search, owner, scope)
@@ -606,6 +610,11 @@ class Lab:
         """Mark runs whose supervisor vanished as lost, then start queued runs into free slots."""
         return self.executor.reconcile()
 
+    def log_source(self, run_id: int, poll: float = 0.05) -> logs.LogSource:
+        """Where a readable run's log is: a worker's run in the central store, a local one in
+        its file; the caller closes it. The hub service follows runs through it."""
+        return self._log_source(self.get_run(run_id), poll)
+
     def _log_source(self, run: RunRecord, poll: float = 0.05) -> logs.LogSource:
         """A worker's run is read from the central store; a local one from its file."""
         remote = run.worker is not None or (
@@ -615,6 +624,16 @@ class Lab:
             return logs.FileLog(Path(run.log_path), poll)
         client = logstream.connect(self.settings.effective_log_stream_url)
         return logstream.RemoteLog(self.db, client, run.id)
+
+    def active_runs(self, run_ids: Collection[int]) -> set[int]:
+        """Which of these runs are still queued or running, in one query: the hub service
+        learns that followed runs ended this way (operators and admins only)."""
+        self._require_admin("watch every run")
+        if not run_ids:
+            return set()
+        with self.db.read() as session:
+            query = select(Run.id).where(Run.id.in_(run_ids), Run.status.in_(ACTIVE_STATUSES))
+            return set(session.scalars(query))
 
     # ------------------------------------------------------------------- results
 
@@ -878,15 +897,7 @@ class Lab:
 
         with contextlib.closing(self._log_source(run, poll)) as source:
             for event in logs.follow(source, offset, done=done, from_tail=from_tail):
-                progress = event.progress
-                yield LogLine(
-                    line=event.line,
-                    stage=progress.stage if progress else None,
-                    progress=progress.fraction if progress else None,
-                    eta_seconds=progress.eta_seconds if progress else None,
-                    progress_text=progress.text if progress else None,
-                    offset=event.offset,
-                )
+                yield log_line(event)
 
     # ------------------------------------------------------------------ accounts
 
@@ -972,6 +983,19 @@ class Lab:
         )
         count = session.scalar(select(func.count(Run.id)).where(Run.experiment_id == exp.id))
         return _experiment_from(exp, _run_record(last) if last else None, count or 0)
+
+
+def log_line(event: logs.LogEvent) -> LogLine:
+    """A log event as the API shows it, shared by every way of following a log."""
+    progress = event.progress
+    return LogLine(
+        line=event.line,
+        stage=progress.stage if progress else None,
+        progress=progress.fraction if progress else None,
+        eta_seconds=progress.eta_seconds if progress else None,
+        progress_text=progress.text if progress else None,
+        offset=event.offset,
+    )
 
 
 def _as_id(value: Any, field: str, minimum: int = 1) -> int:

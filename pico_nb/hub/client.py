@@ -361,7 +361,8 @@ class RemoteLab:
     ) -> Iterator[LogLine]:
         """Yield lines and progress live from the service's event stream until the run ends
         (or `stop()`, checked at every event and keepalive); a dropped stream (a service
-        restart) resumes from the last offset."""
+        restart) resumes from the last offset, and so does one the service asks to resume
+        (this reader fell too far behind)."""
         path = f"runs/{_seg(run_id)}/log/follow"
         query: dict[str, Any] = {"offset": offset, "from_tail": from_tail}
         down_since: float | None = None
@@ -376,9 +377,15 @@ class RemoteLab:
                             continue
                         if kind == "error":
                             raise_for(500, data.encode())
+                        if kind == "resume":
+                            query = {"offset": json.loads(data)["offset"]}
+                            break
                         event = LogLine.model_validate_json(data)
                         query = {"offset": event.offset}
                         yield event
+                    else:
+                        raise ServiceUnavailable("the log stream ended early")
+                continue  # asked to resume: at once
             except (ServiceUnavailable, TimeoutError, ConnectionError):
                 pass
             down_since = down_since or time.monotonic()
