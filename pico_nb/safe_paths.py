@@ -136,30 +136,31 @@ def list_files(folder_fd: int, limit: int) -> tuple[list[tuple[str, int]], bool]
 
 def check_removable(path: str | Path, roots: Sequence[Path]) -> None:
     """Refuse a delete before anything is changed: a root, a link, or a path leaving the roots."""
-    target = Path(os.path.abspath(path))
-    if target in roots:
-        raise ValidationError.one("remove_outputs", f"refusing to remove the data root {target}")
-    with open_folder(target.parent, roots) as parent:
-        try:
-            info = os.stat(target.name, dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if stat.S_ISLNK(info.st_mode):
-            raise PermissionDenied(f"{target} is a symbolic link; not removing through it")
-        if not stat.S_ISDIR(info.st_mode):
-            raise ValidationError.one("remove_outputs", f"{target} is not a folder")
+    _removal(path, roots, remove=False)
 
 
 def remove_folder(path: str | Path, roots: Sequence[Path]) -> None:
     """Delete a folder tree at its checked place: its parents are reached without links, it is
     not a link itself, and entries inside that are links are unlinked, never followed."""
+    _removal(path, roots, remove=True)
+
+
+def _removal(path: str | Path, roots: Sequence[Path], remove: bool) -> None:
+    """Check (and then remove) a folder through its parent's descriptor; gone is fine."""
     target = Path(os.path.abspath(path))
-    check_removable(target, roots)
-    with open_folder(target.parent, roots) as parent:
-        try:
-            info = os.stat(target.name, dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if not stat.S_ISDIR(info.st_mode):  # swapped since the check above: refuse
-            raise PermissionDenied(f"{target} changed while being removed; not removing it")
-        shutil.rmtree(target.name, dir_fd=parent)
+    if target in roots:
+        raise ValidationError.one("remove_outputs", f"refusing to remove the data root {target}")
+    try:
+        with open_folder(target.parent, roots) as parent:
+            try:
+                info = os.stat(target.name, dir_fd=parent, follow_symlinks=False)
+            except FileNotFoundError:
+                return
+            if stat.S_ISLNK(info.st_mode):
+                raise PermissionDenied(f"{target} is a symbolic link; not removing through it")
+            if not stat.S_ISDIR(info.st_mode):
+                raise ValidationError.one("remove_outputs", f"{target} is not a folder")
+            if remove:
+                shutil.rmtree(target.name, dir_fd=parent)
+    except NotFound:  # its folder is gone already: nothing to remove
+        return

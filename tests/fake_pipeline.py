@@ -49,6 +49,10 @@ def main() -> int:
         print(f"tick {i} {time.time():.6f}", flush=True)
         time.sleep(p["tick_seconds"])
     Path(out_path, "done.txt").write_text("ok")
+    if p["cells"]:
+        from cell_results import write_results
+
+        write_results(Path(out_path), p["cells"], p["cell_seed"])
     print("finished", flush=True)
     return p["exit_code"]
 

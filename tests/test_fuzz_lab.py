@@ -35,8 +35,10 @@ def _build(settings: Settings, root: Path) -> dict[str, Any]:
     exp = alice.create_experiment("mine", str(frames), str(root / "alice" / "out" / "e1"))
     run = alice.run_experiment(exp.id)
     assert alice.wait(run.id, timeout=60).status == "completed"
-    private = root / "bob" / "private"
-    (private / "e1").mkdir(parents=True)
+    private = root / "bob" / "private"  # shaped like alice's folders, so a swap lines up
+    run_folder = Path(run.output_path).name
+    (private / "e1" / run_folder).mkdir(parents=True)
+    (private / "e1" / run_folder / "done.txt").write_text("bob's secret")
     (private / "e1" / "done.txt").write_text("bob's secret")
     (private / "secret.txt").write_text("bob's secret")
     return {"alice": alice, "bob": bob, "exp": exp, "run": run, "private": private, "root": root}
@@ -325,12 +327,12 @@ def test_delete_never_follows_a_swapped_parent_folder(world: dict[str, Any]) -> 
 
 def test_delete_unlinks_links_inside_the_outputs_without_following(world: dict[str, Any]) -> None:
     alice, exp, private = world["alice"], world["exp"], world["private"]
-    output = Path(exp.output_path)
+    output, run_folder = Path(exp.output_path), Path(world["run"].output_path)
     before = _tree(private)
-    (output / "theirs").symlink_to(private, target_is_directory=True)
-    (output / "secret").symlink_to(private / "secret.txt")
+    (run_folder / "theirs").symlink_to(private, target_is_directory=True)
+    (run_folder / "secret").symlink_to(private / "secret.txt")
     alice.delete_experiment(exp.id, remove_outputs=True)
-    assert not os.path.lexists(output)
+    assert not os.path.lexists(run_folder) and not os.path.lexists(output)
     assert _tree(private) == before
 
 

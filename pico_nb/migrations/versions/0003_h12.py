@@ -1,7 +1,7 @@
 """login throttling per account and per address, kept across hub restarts
 
 Revision ID: 0003_h12
-Revises: 0002
+Revises: 0003_h13
 Create Date: 2026-12-02
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_h12"
-down_revision = "0002"
+down_revision = "0003_h13"
 branch_labels = None
 depends_on = None
 
