@@ -491,6 +491,7 @@ class Lab:
     def stop_run(self, run_id: int) -> RunRecord:
         """Stop a run: a queued one leaves the queue, a running one gets SIGTERM then SIGKILL."""
         with self.db.write() as session:
+            local.lock_queue(session)  # a claim committed meanwhile is seen, not overwritten
             run = self._load_run(session, run_id, write=True)
             if run.status not in ACTIVE_STATUSES:
                 raise Conflict(f"run {run.id} has already finished ({run.status})")

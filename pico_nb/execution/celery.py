@@ -22,7 +22,6 @@ import contextlib
 import logging
 import os
 import re
-import signal
 import threading
 import time
 from collections import Counter
@@ -36,7 +35,7 @@ from sqlalchemy import func, select
 from pico_nb import logstream
 from pico_nb.errors import Conflict, ValidationError
 from pico_nb.execution import local
-from pico_nb.execution.supervisor import Supervisor, launch
+from pico_nb.execution.supervisor import Supervisor, launch, process_start
 from pico_nb.models import Run, Worker, utcnow
 
 if TYPE_CHECKING:
@@ -207,7 +206,7 @@ class WorkerRuntime:
                 row = Worker(name=self.name)
                 session.add(row)
             elif worker_state(row, self.settings) == "online" and (
-                row.host != local.HOST or local.alive(row.pid)
+                row.host != local.HOST or local.alive(row.pid, None)
             ):
                 raise Conflict(
                     f"worker {self.name} is already online on {row.host}; "
@@ -220,7 +219,7 @@ class WorkerRuntime:
                 select(Run).where(Run.status == "running", Run.worker == self.name)
             ):  # this worker restarted under them: they cannot be reported on any more
                 if run.host == local.HOST:
-                    local.signal_group(run.pgid, signal.SIGKILL)
+                    local.kill_orphans(run)
                 local.finish(run, "failed", f"lost: worker {self.name} restarted while it ran")
         self.spool.mkdir(parents=True, exist_ok=True)
         for target in (self._housekeep, self._listen_for_stops):
@@ -314,6 +313,7 @@ class WorkerRuntime:
         now = utcnow()
         run.status, run.started_at, run.heartbeat_at = "running", now, now
         run.host, run.worker, run.supervisor_pid = local.HOST, self.name, os.getpid()
+        run.supervisor_start = process_start(os.getpid())
         run.gpus = free_gpus[0] if needs_gpu else None
         run.reason = None
         run.provenance = {**run.provenance, **local.machine(), "worker": self.name}
@@ -405,6 +405,9 @@ class WorkerSupervisor(Supervisor):
 
     def hand_on(self) -> None:
         self.runtime.hand_on()
+
+    def check_peers(self) -> None:
+        """A worker's runs are reconciled by the service and the workers' housekeeping."""
 
 
 _runtime: WorkerRuntime | None = None
