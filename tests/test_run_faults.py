@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
@@ -18,12 +19,14 @@ from private_servers import PrivatePostgres, SmallDisk
 from test_runs import experiment, log_text, pipeline_pid, wait_for_line
 
 from pico_nb.execution import local
+from pico_nb.execution.celery import WorkerRuntime
 from pico_nb.lab import Lab
-from pico_nb.models import Run
+from pico_nb.logstream import STREAM_TTL, stream_key
+from pico_nb.models import LogBytes, Run, utcnow
 from pico_nb.schemas import RunRecord
 from pico_nb.settings import Settings
 
-from cluster import wait_for
+from cluster import REDIS_URL, flushed_redis, wait_for
 
 LabFor = Callable[..., Lab]
 
@@ -168,6 +171,8 @@ CLAIM_THEN_DIE = """
 import os, signal, sys
 from pico_nb.db import open_database
 from pico_nb.execution import local
+from pico_nb.execution.celery import WorkerRuntime
+from pico_nb.logstream import STREAM_TTL, stream_key
 from pico_nb.settings import Settings
 settings = Settings.model_validate_json(sys.argv[1])
 with open_database(settings.effective_database_url).write() as session:
@@ -317,3 +322,47 @@ def test_a_full_disk_fails_the_run_promptly_and_says_why(
     assert refused.status == "failed"
     assert refused.reason.startswith("could not start: no space left on device while writing")
     assert lab.queue()["running"] == 0  # nothing hangs on to a slot
+
+
+def test_a_restarted_worker_keeps_the_log_tail_only_its_spool_had(
+    settings_for: Callable[..., Settings], frames: Path, tmp_path: Path
+) -> None:
+    settings = settings_for("", executor="celery", broker_url=REDIS_URL)
+    lab = Lab(user="alice", settings=settings)
+    run = lab.run_experiment(experiment(lab, frames, tmp_path))
+    client = flushed_redis(REDIS_URL)  # no worker here takes its token
+    whole = b"# run 1 by alice\n" + b"".join(b"line %d\n" % i for i in range(51))
+    shipped = whole[: whole.index(b"line 10\n")]
+    with lab.db.write() as session:  # as a worker left it when it was killed mid-run
+        row = session.get(Run, run.id)
+        row.status, row.worker, row.host = "running", "w-restart", local.HOST
+        row.started_at = row.heartbeat_at = utcnow()
+        session.add(LogBytes(run_id=run.id, start=0, stop=len(shipped), data=shipped))
+    spool = settings.home / "spool" / f"run_{run.id}_1.log"
+    spool.parent.mkdir(parents=True)
+    spool.write_bytes(whole)
+    client.xadd(stream_key(run.id), {"d": whole[len(shipped) :]}, id=f"{len(shipped)}-1")
+    runtime = WorkerRuntime(lab.db, settings, "w-restart", 1, [])
+    runtime.start()
+    runtime.close()
+    lost = lab.get_run(run.id)
+    assert (lost.status, lost.reason) == ("failed", "lost: worker w-restart restarted while it ran")
+    client.delete(stream_key(run.id))  # Redis restarted: only the database is left
+    assert lab.read_log(run.id, 0).text == whole.decode()
+    assert not spool.exists()
+
+
+def test_a_lost_worker_runs_stream_expires(
+    settings_for: Callable[..., Settings], frames: Path, tmp_path: Path
+) -> None:
+    settings = settings_for("", executor="celery", broker_url=REDIS_URL, lost_after_seconds=1)
+    lab = Lab(user="alice", settings=settings)
+    run = lab.run_experiment(experiment(lab, frames, tmp_path))
+    client = flushed_redis(REDIS_URL)
+    with lab.db.write() as session:  # a worker elsewhere that stopped reporting long ago
+        row = session.get(Run, run.id)
+        row.status, row.worker, row.host = "running", "w-gone", "another-host"
+        row.started_at = row.heartbeat_at = utcnow() - timedelta(minutes=5)
+    client.xadd(stream_key(run.id), {"d": b"line\n"}, id="0-1")
+    assert lab.reconcile() == [run.id]
+    assert 0 < client.ttl(stream_key(run.id)) <= STREAM_TTL

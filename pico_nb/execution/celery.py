@@ -146,6 +146,7 @@ class CeleryExecutor:
     def reconcile(self) -> list[int]:
         """Fail runs whose worker stopped reporting, then send out what is waiting."""
         lost = local.reconcile(self.db, self.settings)
+        logstream.expire_streams(logstream.connect(self.settings.effective_log_stream_url), lost)
         self.redispatch()
         return lost
 
@@ -215,15 +216,34 @@ class WorkerRuntime:
             row.host, row.pid, row.slots, row.gpus = local.HOST, os.getpid(), self.slots, self.gpus
             row.started_at = row.heartbeat_at = utcnow()
             row.stopped_at = None
-            for run in session.scalars(
-                select(Run).where(Run.status == "running", Run.worker == self.name)
-            ):  # this worker restarted under them: they cannot be reported on any more
+        self._keep_spools()
+        with self.db.write() as session:
+            lost = list(
+                session.scalars(select(Run).where(Run.status == "running", Run.worker == self.name))
+            )
+            for run in lost:  # this worker restarted under them: they cannot be reported on
                 if run.host == local.HOST:
                     local.kill_orphans(run)
                 local.finish(run, "failed", f"lost: worker {self.name} restarted while it ran")
-        self.spool.mkdir(parents=True, exist_ok=True)
+        logstream.expire_streams(self.redis, [run.id for run in lost])
         for target in (self._housekeep, self._listen_for_stops):
             threading.Thread(target=target, name=target.__name__, daemon=True).start()
+
+    def _keep_spools(self) -> None:
+        """Keep centrally the log tails an earlier life of this worker spooled but never shipped.
+
+        A spool file outlives its run only when the worker died before the run ended. Workers
+        sharing a home share the spool folder, so only this worker's runs are touched.
+        """
+        self.spool.mkdir(parents=True, exist_ok=True)
+        for spool in sorted(self.spool.glob("run_*_*.log")):
+            run_id = int(spool.name.split("_")[1])
+            with self.db.read() as session:
+                run = session.get(Run, run_id)
+                mine = run is not None and run.worker == self.name
+            if mine:
+                logstream.keep_spool(self.db, run_id, spool)
+                spool.unlink()
 
     def close(self) -> None:
         """Say this worker is gone on purpose, so it is listed as stopped, not lost."""
