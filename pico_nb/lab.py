@@ -455,6 +455,9 @@ class Lab:
             current = self._merged(exp, {})
         values = self._checked(current)
         argv = self.spec.to_argv(values["params"], values["input_path"], values["output_path"])
+        folder = logs.log_folder(self.settings.home, self.username)
+        if self.settings.executor == "local" and not logs.has_room(folder):
+            raise Conflict(f"no space left on device for the run's log ({folder})")
         with self.db.write() as session:
             exp = self._load(session, experiment_id, write=True)
             local.lock_queue(session)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
@@ -38,6 +39,8 @@ from urllib.parse import quote
 COMMIT_INTERVAL = 1.0
 """Seconds between the states of a live ``\r`` line that reach the file."""
 
+MIN_FREE_BYTES = 1 << 20
+"""Free space a log folder needs before a run is started there."""
 _MAX_HELD = 1 << 16  # bytes of one line kept in memory by a writer or a follower
 _MAX_PARSE = 1 << 12  # longer lines are not progress lines and are not parsed
 _READ_BLOCK = 1 << 20
@@ -77,7 +80,19 @@ def log_path(home: Path, user: str, experiment_id: int, run_number: int, when: d
         raise ValueError("the log's start time must be timezone-aware")
     stamp = when.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     name = f"exp_{experiment_id}_run_{run_number}_{stamp}.log"
-    return home / "logs" / _path_component(user) / name
+    return log_folder(home, user) / name
+
+
+def log_folder(home: Path, user: str) -> Path:
+    """The folder of one user's run logs."""
+    return home / "logs" / _path_component(user)
+
+
+def has_room(folder: Path) -> bool:
+    """Whether a run's log can start there: on a full disk its first line would already fail."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free >= MIN_FREE_BYTES
 
 
 def _path_component(name: str) -> str:

@@ -18,6 +18,7 @@ import pytest
 from private_servers import PrivatePostgres, SmallDisk
 from test_runs import experiment, log_text, pipeline_pid, wait_for_line
 
+from pico_nb.errors import Conflict
 from pico_nb.execution import local
 from pico_nb.execution.celery import WorkerRuntime
 from pico_nb.lab import Lab
@@ -317,11 +318,11 @@ def test_a_full_disk_fails_the_run_promptly_and_says_why(
     assert done.status == "failed"
     assert done.reason == f"no space left on device while writing the log ({run.log_path})"
     assert done.pid is not None and gone(done.pid)
-    again = lab.run_experiment(experiment(lab, frames, tmp_path, "b"))
-    refused = lab.wait(again.id, timeout=60)
-    assert refused.status == "failed"
-    assert refused.reason.startswith("could not start: no space left on device while writing")
     assert lab.queue()["running"] == 0  # nothing hangs on to a slot
+    again = experiment(lab, frames, tmp_path, "b")
+    with pytest.raises(Conflict, match="no space left on device for the run's log "):
+        lab.run_experiment(again)
+    assert lab.runs(again) == []  # refused before anything was recorded
 
 
 def test_a_restarted_worker_keeps_the_log_tail_only_its_spool_had(
