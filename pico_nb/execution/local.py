@@ -234,13 +234,10 @@ def kill_orphans(run: Run) -> None:
     own processes (see `_still_ours`): after a reboot they belong to strangers.
     """
     groups = {run.pgid} if _still_ours(run.pgid, run.pipeline_start) else set()
-    sessions = (
-        {run.supervisor_pid} if _still_ours(run.supervisor_pid, run.supervisor_start) else set()
-    )
-    if sessions:
+    if _still_ours(run.supervisor_pid, run.supervisor_start):
         for pid in psutil.pids():
             with contextlib.suppress(OSError):
-                if os.getsid(pid) in sessions:
+                if os.getsid(pid) == run.supervisor_pid:
                     groups.add(os.getpgid(pid))
     for group in groups:
         signal_group(group, signal.SIGKILL)
@@ -271,7 +268,7 @@ def _never_launched(run: Run) -> bool:
 
 
 def reconcile(db: Database, settings: Settings) -> list[int]:
-    """Fail runs whose heartbeat is stale and whose supervisor is gone; return their ids.
+    """Fail runs whose heartbeat is stale and whose supervisor is gone; return the ids changed.
 
     A run claimed by a caller that died before it launched a supervisor produced nothing:
     it goes back to the queue, in its place, rather than being failed.

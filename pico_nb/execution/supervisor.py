@@ -95,6 +95,7 @@ class OutputCopier(threading.Thread):
         self.error: OSError | None = None
 
     def run(self) -> None:
+        """Copy until the pipe closes, the supervisor says halt, or a write fails."""
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         try:
