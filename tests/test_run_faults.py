@@ -251,6 +251,7 @@ def supervisor_output(settings: Settings, run_id: int) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
+@pytest.mark.postgres
 def test_a_database_outage_is_ridden_out_and_the_log_keeps_flowing(
     settings_for: Callable[..., Settings],
     private_pg: PrivatePostgres,
@@ -278,6 +279,7 @@ def test_a_database_outage_is_ridden_out_and_the_log_keeps_flowing(
     assert "database reachable again" in supervisor_output(settings, run.id)
 
 
+@pytest.mark.postgres
 def test_an_outage_longer_than_allowed_stops_the_run_and_says_so(
     settings_for: Callable[..., Settings],
     private_pg: PrivatePostgres,
@@ -325,6 +327,7 @@ def test_a_full_disk_fails_the_run_promptly_and_says_why(
     assert lab.runs(again) == []  # refused before anything was recorded
 
 
+@pytest.mark.redis
 def test_a_restarted_worker_keeps_the_log_tail_only_its_spool_had(
     settings_for: Callable[..., Settings], frames: Path, tmp_path: Path
 ) -> None:
@@ -353,6 +356,7 @@ def test_a_restarted_worker_keeps_the_log_tail_only_its_spool_had(
     assert not spool.exists()
 
 
+@pytest.mark.redis
 def test_a_lost_worker_runs_stream_expires(
     settings_for: Callable[..., Settings], frames: Path, tmp_path: Path
 ) -> None:
