@@ -91,19 +91,26 @@ FAULTS = (
     "kill_helper_main",
     "kill_caller",
 )
-TIMEOUT = 180.0
+TIMEOUT = 180.0  # seconds a run may take to end after its fault (--timeout)
 
 
 class Soak:
     """One data home, one pipeline, and the trials run against them."""
 
-    def __init__(self, root: Path, settings: Settings) -> None:
-        self.root, self.settings = root, settings
+    def __init__(self, root: Path, settings: Settings, timeout: float) -> None:
+        self.root, self.settings, self.timeout = root, settings, timeout
         self.frames = root / "frames"
         self.lab = Lab(user="soak", settings=settings)
 
     def trial(self, i: int, fault: str) -> str | None:
         """Run one trial; None if the record tells what happened, else what it got wrong."""
+        try:
+            return self._trial(i, fault)
+        except Exception as exc:  # a trial that breaks is a finding too, not the end of the soak
+            return f"the trial failed: {exc!r}"
+
+    def _trial(self, i: int, fault: str) -> str | None:
+        """Make the experiment, start the run, inject the fault, check the outcome."""
         lab = Lab(user="soak", settings=self.settings)
         gate = self.root / f"gate{i}"
         params: dict[str, object] = {"lines": 3}
@@ -151,7 +158,7 @@ class Soak:
                 main = int(event.line.split()[1])
             if main and (helper or event.line == "waiting"):
                 break
-        deadline = time.monotonic() + TIMEOUT
+        deadline = time.monotonic() + self.timeout
         while main and lab.get_run(run_id).pid is None and time.monotonic() < deadline:
             time.sleep(0.05)
         return main
@@ -181,15 +188,19 @@ class Soak:
         self, lab: Lab, run_id: int, status: str, reason: str, *, whole: bool = False
     ) -> str | None:
         """Wait for the run's end and compare its record (and log) with what was done."""
-        done = lab.wait(run_id, timeout=TIMEOUT)
+        done = lab.wait(run_id, timeout=self.timeout)
         problems = []
-        if (done.status, (done.reason or "")[: len(reason)]) != (status, reason):
+        if (done.status, (done.reason or "")[: len(reason)]) != (
+            status,
+            reason,
+        ):
             problems.append(f"recorded {done.status} ({done.reason}), expected {status} ({reason})")
         path = Path(done.log_path)
         log = path.read_text(errors="replace") if path.exists() else ""
         if whole and not all(f"line {i}\n" in log for i in range(3)):
             problems.append("log lines missing")
-        unlogged = done.reason.startswith("lost") or done.reason.endswith("while queued")
+        why = done.reason or ""
+        unlogged = why.startswith("lost") or why.endswith("while queued")
         if not done.active and not unlogged and f"# finished: {done.status}" not in log:
             problems.append("log has no final line")
         if done.pid and psutil.pid_exists(done.pid):
@@ -205,6 +216,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--timeout", type=float, default=TIMEOUT)
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     random.seed(seed)
@@ -224,7 +236,7 @@ def main() -> None:
             lost_after_seconds=3,
             stop_grace_seconds=2,
         )
-        soak = Soak(root, settings)
+        soak = Soak(root, settings, args.timeout)
         faults = [random.choice(FAULTS) for _ in range(args.runs)]
         began = time.monotonic()
         with ThreadPoolExecutor(args.parallel) as pool:
