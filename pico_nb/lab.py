@@ -505,6 +505,9 @@ class Lab:
             exp = self._load(session, experiment_id, write=True)
             current = self._merged(exp, {})
         values = self._checked(current)
+        folder = logs.log_folder(self.settings.home, self.username)
+        if self.settings.executor == "local" and not logs.has_room(folder):
+            raise Conflict(f"no space left on device for the run's log ({folder})")
         with self.db.write() as session:
             exp = self._load(session, experiment_id, write=True)
             local.lock_queue(session)
@@ -547,6 +550,7 @@ class Lab:
     def stop_run(self, run_id: int) -> RunRecord:
         """Stop a run: a queued one leaves the queue, a running one gets SIGTERM then SIGKILL."""
         with self.db.write() as session:
+            local.lock_queue(session)  # a claim committed meanwhile is seen, not overwritten
             run = self._load_run(session, run_id, write=True)
             if run.status not in ACTIVE_STATUSES:
                 raise Conflict(f"run {run.id} has already finished ({run.status})")

@@ -25,6 +25,7 @@ import errno
 import math
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
@@ -41,12 +42,12 @@ from pico_nb.errors import PermissionDenied
 COMMIT_INTERVAL = 1.0
 """Seconds between the states of a live ``\r`` line that reach the file."""
 
+MIN_FREE_BYTES = 1 << 20
+"""Free space a log folder needs before a run is started there."""
 _MAX_HELD = 1 << 16  # bytes of one line kept in memory by a writer or a follower
 _MAX_PARSE = 1 << 12  # longer lines are not progress lines and are not parsed
 _READ_BLOCK = 1 << 20
 
-_CR_NL = re.compile(rb"\r+\n")
-_SUPERSEDED = re.compile(rb"[^\r\n]*\r")
 _BANNER = re.compile(r"={3,}>\s*(?P<stage>.*?)\s*<={3,}")
 _BAR = re.compile(r"(?P<pct>\d+(?:\.\d+)?)%\|")
 _COUNT = re.compile(
@@ -82,7 +83,19 @@ def log_path(home: Path, user: str, experiment_id: int, run_number: int, when: d
         raise ValueError("the log's start time must be timezone-aware")
     stamp = when.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     name = f"exp_{experiment_id}_run_{run_number}_{stamp}.log"
-    return home / "logs" / _path_component(user) / name
+    return log_folder(home, user) / name
+
+
+def log_folder(home: Path, user: str) -> Path:
+    """The folder of one user's run logs."""
+    return home / "logs" / _path_component(user)
+
+
+def has_room(folder: Path) -> bool:
+    """Whether a run's log can start there: on a full disk its first line would already fail."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free >= MIN_FREE_BYTES
 
 
 def _path_component(name: str) -> str:
@@ -212,13 +225,15 @@ class LogWriter:
         self._commit(out, force=True)
         if self._mid_line:
             out.append(b"\n")
-        self._write(out)
-        os.close(self._fd)
-        self._closed = True
+        try:
+            self._write(out)
+        finally:  # a full disk must not leave the file open
+            os.close(self._fd)
+            self._closed = True
 
     def _collapse(self, data: bytes) -> list[bytes]:
         """Keep each ``\r`` line's final state and hold back the newest state of the live one."""
-        data = _CR_NL.sub(b"\n", data)
+        data = _crs_before_newlines(data)
         body = data.rstrip(b"\r")  # a \r supersedes nothing until text follows it
         data, self._crs, self._held = body, data[len(body) :], b""
         end = data.rfind(b"\n") + 1
@@ -228,7 +243,7 @@ class LogWriter:
             restart = head.find(b"\r", 0, head.find(b"\n")) >= 0
             if restart and self._mid_line:
                 out.append(b"\r")
-            out.append(_SUPERSEDED.sub(b"", head))
+            out.extend(_drop_superseded(head))
             self._passed(head, head.rfind(b"\r"))
         cr = tail.rfind(b"\r")
         if cr < 0:
@@ -281,6 +296,8 @@ class LogWriter:
         """Parse the line at ``start`` (after ``prefix`` if it starts the chunk) if it is short."""
         stop = data.find(b"\n", start)
         prefix = b"" if start else prefix
+        if (cr := data.rfind(b"\r", start, stop)) >= 0:  # only what follows it is on screen
+            start, prefix = cr, b""
         if stop - start + len(prefix) <= _MAX_PARSE:
             self._parse(prefix + data[start:stop])
 
@@ -301,6 +318,37 @@ class LogWriter:
         rest = memoryview(data)[written:]
         while rest:
             rest = rest[os.write(self._fd, rest) :]
+
+
+def _crs_before_newlines(data: bytes) -> bytes:
+    """Store ``\r\n`` (and ``\r\r\n``...) as ``\n``, in one pass however many ``\r`` there are."""
+    if b"\r\n" not in data:
+        return data
+    pieces, pos = [], 0
+    while (cr := data.find(b"\r\n", pos)) >= 0:
+        pieces.append(data[pos:cr].rstrip(b"\r"))
+        pos = cr + 1  # keep the \n
+    pieces.append(data[pos:])
+    return b"".join(pieces)
+
+
+def _drop_superseded(head: bytes) -> list[bytes]:
+    """Of each complete line, keep only the text after its last ``\r``, in linear time.
+
+    ``head`` ends with ``\n``. Each step jumps from one ``\r`` line to the next with ``find``,
+    so lines without ``\r`` are copied in bulk and no byte is looked at twice.
+    """
+    pieces: list[bytes] = []
+    pos = 0  # start of the text not yet copied
+    cr = head.find(b"\r")
+    while cr >= 0:
+        nl = head.find(b"\n", cr)
+        line_start = head.rfind(b"\n", pos, cr) + 1 or pos
+        pieces.append(head[pos:line_start])
+        pos = head.rfind(b"\r", cr, nl) + 1
+        cr = head.find(b"\r", nl)
+    pieces.append(head[pos:])
+    return pieces
 
 
 class LogSource(Protocol):

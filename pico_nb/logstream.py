@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -83,6 +84,30 @@ def db_size(db: Database, run_id: int) -> int:
     """Bytes kept centrally so far."""
     with db.read() as session:
         return session.scalar(select(func.max(LogBytes.stop)).where(LogBytes.run_id == run_id)) or 0
+
+
+def keep_spool(db: Database, run_id: int, spool: Path) -> None:
+    """Keep centrally the bytes of a run's spool copy that the database does not hold yet.
+
+    A worker that died left them only in its spool (and in a stream that may not survive);
+    its next life calls this before it records the run as lost.
+    """
+    start = db_size(db, run_id)
+    with open(spool, "rb") as file:
+        file.seek(start)
+        while data := file.read(STREAM_ENTRIES * ENTRY_BYTES):
+            with db.write() as session:
+                session.add(LogBytes(run_id=run_id, start=start, stop=start + len(data), data=data))
+            start += len(data)
+
+
+def expire_streams(client: redis.Redis | None, run_ids: list[int]) -> None:
+    """Let the live logs of runs that ended without their worker expire like finished ones."""
+    if client is None:
+        return
+    for run_id in run_ids:
+        with contextlib.suppress(Exception):  # Redis away: nothing of it is left to expire
+            client.expire(stream_key(run_id), STREAM_TTL)
 
 
 def _contiguous(pieces: Any, offset: int, limit: int) -> bytes:

@@ -115,8 +115,10 @@ class Run(Base):
     host: Mapped[str | None] = mapped_column(String(255))
     worker: Mapped[str | None] = mapped_column(String(255))
     supervisor_pid: Mapped[int | None] = mapped_column(Integer)
+    supervisor_start: Mapped[float | None] = mapped_column(Float)  # with the pid, its identity
     pid: Mapped[int | None] = mapped_column(Integer)
     pgid: Mapped[int | None] = mapped_column(Integer)
+    pipeline_start: Mapped[float | None] = mapped_column(Float)
     gpus: Mapped[str | None] = mapped_column(String(100))
     needs_gpu: Mapped[bool] = mapped_column(Boolean, default=False)
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -63,6 +63,12 @@ class Settings(BaseModel):
     lost_after_seconds: float = Field(
         30.0, gt=0, description="Heartbeat age after which a run whose process is gone is lost."
     )
+    db_outage_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="How long a supervisor rides out a database outage, its run going on, "
+        "before it stops the run and records why.",
+    )
     executor: Literal["local", "celery"] = Field(
         "local", description="local = detached processes here; celery = workers via a broker."
     )

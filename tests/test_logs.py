@@ -228,6 +228,35 @@ def test_a_10_mb_line_with_bad_utf8_uses_bounded_memory(tmp_path: Path) -> None:
     assert replaced >= accents
 
 
+BIG_LINE_THEN_CR = """
+import sys
+from pathlib import Path
+from pico_nb.logs import LogWriter
+big = b"x" * (20 << 20)
+with LogWriter(Path(sys.argv[1])) as log:
+    log.feed(big + b"\\n\\r 1/2")  # one read: the line, then a progress state
+    log.feed(big)  # a line of 20 MB still open when its first \\r arrives
+    log.feed(b"\\r" + big + b"\\r 2/2\\r\\r\\n")
+print(log.progress.fraction)
+"""
+
+
+def test_a_20_mb_line_followed_by_cr_is_collapsed_in_linear_time(tmp_path: Path) -> None:
+    path = tmp_path / "run.log"
+    # A child process, so a scan that does not end fails the test rather than hanging it.
+    child = subprocess.run(
+        [sys.executable, "-c", BIG_LINE_THEN_CR, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "1.0"
+    big = b"x" * (20 << 20)
+    assert path.read_bytes() == big + b"\n 1/2" + big + b"\r 2/2\n"  # superseded: dropped
+    assert lines_of(path)[-1] == " 2/2"
+
+
 # --- reading -------------------------------------------------------------------------------
 
 

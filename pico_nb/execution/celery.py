@@ -22,7 +22,6 @@ import contextlib
 import logging
 import os
 import re
-import signal
 import threading
 import time
 from collections import Counter
@@ -36,7 +35,7 @@ from sqlalchemy import func, select
 from pico_nb import logstream
 from pico_nb.errors import Conflict, ValidationError
 from pico_nb.execution import local
-from pico_nb.execution.supervisor import Supervisor, launch
+from pico_nb.execution.supervisor import Supervisor, launch, process_start
 from pico_nb.models import Run, Worker, utcnow
 
 if TYPE_CHECKING:
@@ -147,6 +146,7 @@ class CeleryExecutor:
     def reconcile(self) -> list[int]:
         """Fail runs whose worker stopped reporting, then send out what is waiting."""
         lost = local.reconcile(self.db, self.settings)
+        logstream.expire_streams(logstream.connect(self.settings.effective_log_stream_url), lost)
         self.redispatch()
         return lost
 
@@ -207,7 +207,7 @@ class WorkerRuntime:
                 row = Worker(name=self.name)
                 session.add(row)
             elif worker_state(row, self.settings) == "online" and (
-                row.host != local.HOST or local.alive(row.pid)
+                row.host != local.HOST or local.alive(row.pid, None)
             ):
                 raise Conflict(
                     f"worker {self.name} is already online on {row.host}; "
@@ -216,15 +216,34 @@ class WorkerRuntime:
             row.host, row.pid, row.slots, row.gpus = local.HOST, os.getpid(), self.slots, self.gpus
             row.started_at = row.heartbeat_at = utcnow()
             row.stopped_at = None
-            for run in session.scalars(
-                select(Run).where(Run.status == "running", Run.worker == self.name)
-            ):  # this worker restarted under them: they cannot be reported on any more
+        self._keep_spools()
+        with self.db.write() as session:
+            lost = list(
+                session.scalars(select(Run).where(Run.status == "running", Run.worker == self.name))
+            )
+            for run in lost:  # this worker restarted under them: they cannot be reported on
                 if run.host == local.HOST:
-                    local.signal_group(run.pgid, signal.SIGKILL)
+                    local.kill_orphans(run)
                 local.finish(run, "failed", f"lost: worker {self.name} restarted while it ran")
-        self.spool.mkdir(parents=True, exist_ok=True)
+        logstream.expire_streams(self.redis, [run.id for run in lost])
         for target in (self._housekeep, self._listen_for_stops):
             threading.Thread(target=target, name=target.__name__, daemon=True).start()
+
+    def _keep_spools(self) -> None:
+        """Keep centrally the log tails an earlier life of this worker spooled but never shipped.
+
+        A spool file outlives its run only when the worker died before the run ended. Workers
+        sharing a home share the spool folder, so only this worker's runs are touched.
+        """
+        self.spool.mkdir(parents=True, exist_ok=True)
+        for spool in sorted(self.spool.glob("run_*_*.log")):
+            run_id = int(spool.name.split("_")[1])
+            with self.db.read() as session:
+                run = session.get(Run, run_id)
+                mine = run is not None and run.worker == self.name
+            if mine:
+                logstream.keep_spool(self.db, run_id, spool)
+                spool.unlink()
 
     def close(self) -> None:
         """Say this worker is gone on purpose, so it is listed as stopped, not lost."""
@@ -314,6 +333,7 @@ class WorkerRuntime:
         now = utcnow()
         run.status, run.started_at, run.heartbeat_at = "running", now, now
         run.host, run.worker, run.supervisor_pid = local.HOST, self.name, os.getpid()
+        run.supervisor_start = process_start(os.getpid())
         run.gpus = free_gpus[0] if needs_gpu else None
         run.reason = None
         run.provenance = {**run.provenance, **local.machine(), "worker": self.name}
@@ -405,6 +425,9 @@ class WorkerSupervisor(Supervisor):
 
     def hand_on(self) -> None:
         self.runtime.hand_on()
+
+    def check_peers(self) -> None:
+        """A worker's runs are reconciled by the service and the workers' housekeeping."""
 
 
 _runtime: WorkerRuntime | None = None

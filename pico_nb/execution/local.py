@@ -14,19 +14,21 @@ import threading
 from datetime import timedelta
 from functools import cache
 from importlib import metadata
-from typing import Any
+from typing import IO, Any
 
 import psutil
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from pico_nb.db import Database
-from pico_nb.execution.supervisor import PLAN_ENV, SETTINGS_ENV
+from pico_nb.execution.supervisor import PLAN_ENV, SETTINGS_ENV, process_start
 from pico_nb.models import Run, utcnow
 from pico_nb.params import PipelineSpec
 from pico_nb.settings import Settings
 
 HOST = socket.gethostname()
+START_TOLERANCE = 0.05
+"""Seconds two readings of one process's start time may differ by (clock ticks, rounding)."""
 _PACKAGES = ("pico-nb", "numpy", "scipy", "opencv-python-headless", "tifffile")
 
 
@@ -150,14 +152,8 @@ def _launch(db: Database, settings: Settings, run_id: int) -> None:
     env[PLAN_ENV] = json.dumps(plan)
     try:
         with open(out_dir / f"run_{run_id}.out", "ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "pico_nb.execution.supervisor", str(run_id)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                env=env,
+            proc = _start_detached(
+                [sys.executable, "-m", "pico_nb.execution.supervisor_entry", str(run_id)], out, env
             )
     except OSError as exc:
         with db.write() as session:
@@ -166,18 +162,49 @@ def _launch(db: Database, settings: Settings, run_id: int) -> None:
         return
     # Reap it when it ends so no zombie lingers in a long-lived kernel.
     threading.Thread(target=proc.wait, daemon=True).start()
+    started = process_start(proc.pid)
     with db.write() as session:
         run = session.get(Run, run_id)
         if run.supervisor_pid is None:
-            run.supervisor_pid = proc.pid
+            run.supervisor_pid, run.supervisor_start = proc.pid, started
 
 
-def alive(pid: int | None) -> bool:
-    """A process exists and is not a zombie."""
+def _start_detached(
+    argv: list[str], out: IO[bytes], env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """Start a process in its own session with SIGTERM blocked until it installs its handler.
+
+    The child inherits this thread's signal mask; supervisor_entry unblocks SIGTERM once it
+    catches it, so a stop sent while the interpreter starts waits for it instead of killing it.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+        )
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def alive(pid: int | None, started: float | None) -> bool:
+    """The process with this pid and start time exists and is not a zombie.
+
+    A pid alone is not an identity: after a reboot, or a long uptime, another process has it.
+    A record without a start time (written before they were kept) falls back to the pid.
+    """
     if not pid:
         return False
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        proc = psutil.Process(pid)
+        if started is not None and abs(proc.create_time() - started) > START_TOLERANCE:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
 
@@ -186,8 +213,8 @@ def signal_stop(db: Database, run_id: int) -> None:
     """Wake the supervisor on this host; a remote one sees the request at its next heartbeat."""
     with db.read() as session:
         run = session.get(Run, run_id)
-        pid, host, status = run.supervisor_pid, run.host, run.status
-    if status == "running" and host == HOST and alive(pid):
+        pid, started, host, status = run.supervisor_pid, run.supervisor_start, run.host, run.status
+    if status == "running" and host == HOST and alive(pid, started):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
 
@@ -199,43 +226,77 @@ def signal_group(pgid: int | None, signum: int) -> None:
             os.killpg(pgid, signum)
 
 
-def _kill_orphans(pgid: int | None, supervisor_pid: int | None) -> None:
-    """Kill a pipeline whose supervisor vanished, found by its group or its supervisor's session.
+def kill_orphans(run: Run) -> None:
+    """Kill what is left of a pipeline whose supervisor vanished: its group and session.
 
     A supervisor killed before it recorded the pipeline's group still left the pipeline in its
-    own session, so the session id finds it.
+    own session, so the session id finds it. An id counts only while it still names the run's
+    own processes (see `_still_ours`): after a reboot they belong to strangers.
     """
-    groups = {pgid} if pgid else set()
-    if supervisor_pid:
+    groups = {run.pgid} if _still_ours(run.pgid, run.pipeline_start) else set()
+    if _still_ours(run.supervisor_pid, run.supervisor_start):
         for pid in psutil.pids():
             with contextlib.suppress(OSError):
-                if os.getsid(pid) == supervisor_pid:
+                if os.getsid(pid) == run.supervisor_pid:
                     groups.add(os.getpgid(pid))
     for group in groups:
         signal_group(group, signal.SIGKILL)
 
 
+def _still_ours(leader: int | None, started: float | None) -> bool:
+    """A group or session id is the run's while its leader is the run's process, or is gone.
+
+    The kernel never gives a new process a pid still in use as a group or session id, so an
+    id whose leader died is still held only by the leader's descendants. From before the last
+    boot, nothing of the run can be left.
+    """
+    if not leader:
+        return False
+    if started is None:
+        return True  # a record from before start times were kept
+    if started < psutil.boot_time() - START_TOLERANCE:
+        return False
+    try:
+        return abs(psutil.Process(leader).create_time() - started) <= START_TOLERANCE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _never_launched(run: Run) -> bool:
+    """Claimed, but its launcher died before a supervisor existed: no pid and no log."""
+    return run.supervisor_pid is None and not os.path.exists(run.log_path)
+
+
 def reconcile(db: Database, settings: Settings) -> list[int]:
-    """Runs whose heartbeat is stale and whose supervisor is gone are failed as lost."""
+    """Fail runs whose heartbeat is stale and whose supervisor is gone; return the ids changed.
+
+    A run claimed by a caller that died before it launched a supervisor produced nothing:
+    it goes back to the queue, in its place, rather than being failed.
+    """
     cutoff = utcnow() - timedelta(seconds=settings.lost_after_seconds)
     with db.read() as session:
         stale = [
-            (r.id, r.host, r.supervisor_pid)
+            (r.id, r.host, r.supervisor_pid, r.supervisor_start)
             for r in session.scalars(
                 select(Run).where(Run.status == "running", Run.heartbeat_at < cutoff)
             )
         ]
-    lost = [rid for rid, host, pid in stale if host != HOST or not alive(pid)]
+    lost = [rid for rid, host, pid, start in stale if host != HOST or not alive(pid, start)]
     if not lost:
         return []
     with db.write() as session:
+        lock_queue(session)
         for run_id in lost:
             run = session.get(Run, run_id)
             if run.status != "running" or run.heartbeat_at >= cutoff:
                 continue
+            if run.host == HOST and not run.worker and _never_launched(run):
+                run.status, run.started_at, run.heartbeat_at = "queued", None, None
+                run.host, run.gpus = None, None
+                continue
             last = run.heartbeat_at.strftime("%H:%M:%S UTC")
             if run.host == HOST:
-                _kill_orphans(run.pgid, run.supervisor_pid)
+                kill_orphans(run)
             who = f"worker {run.worker}" if run.worker else "supervisor"
             finish(run, "failed", f"lost: {who} stopped reporting at {last}")
     return lost

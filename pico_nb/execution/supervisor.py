@@ -1,14 +1,24 @@
 """The detached process that owns one pipeline run: log, heartbeat, stop, and the final record.
 
-Started as `python -m pico_nb.execution.supervisor RUN_ID` by whoever claimed the run's slot,
-in its own session, so closing a tab, a kernel or a terminal never touches the run. It starts
-the pipeline first, from the launch plan in its environment, and only then loads the database
-stack, so a run starts in tens of milliseconds rather than after a second of imports.
+Started as `python -m pico_nb.execution.supervisor_entry RUN_ID` by whoever claimed the run's
+slot, in its own session, so closing a tab, a kernel or a terminal never touches the run. It
+starts the pipeline first, from the launch plan in its environment, and only then loads the
+database stack, so a run starts in tens of milliseconds rather than after a second of imports.
+
+What keeps the record true under faults:
+
+* the run ends when the pipeline's main process exits: the pipe is drained for at most
+  ``DRAIN_SECONDS`` (a helper may hold it open), then the whole process group is killed;
+* a stop is credited only if it reached a live pipeline, and it always ends in the group;
+* a database outage is ridden out for ``db_outage_seconds`` while output keeps flowing to the
+  log, and the final record waits for the database to come back;
+* a log that cannot be written (a full disk) fails the run at once and stops the pipeline.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -26,13 +36,15 @@ from pico_nb.logs import LogWriter
 
 if TYPE_CHECKING:
     from pico_nb.db import Database
+    from pico_nb.models import Run
     from pico_nb.settings import Settings
 
 READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20  # a roomy pipe: a chatty pipeline rarely waits for the log writer
 PROGRESS_INTERVAL = 1.0
-WAKE = threading.Event()
-"""Set by SIGTERM: a Lab on this host asks us to look for a stop request now."""
+DRAIN_SECONDS = 3.0
+"""How long output may still arrive after the pipeline's main process exited."""
+QUIET_SECONDS = 0.5  # the output thread's longest wait before it looks at the clock again
 SETTINGS_ENV = "PICO_NB_SUPERVISOR_SETTINGS"  # the launcher's settings, as JSON
 PLAN_ENV = "PICO_NB_SUPERVISOR_PLAN"  # argv, log and output paths, GPUs, header lines
 _PRIVATE_ENV = (SETTINGS_ENV, PLAN_ENV)
@@ -62,37 +74,90 @@ def describe_exit(
     return status, f"exit code {returncode}", returncode, None
 
 
-Started = tuple[subprocess.Popen[bytes], LogWriter, threading.Thread]
+def log_write_failure(exc: OSError, path: Path) -> str:
+    """The reason a run failed because its log could not be written, naming the file."""
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on device while writing the log ({path})"
+    return f"could not write the log ({path}): {exc.strerror or exc}"
+
+
+class OutputCopier(threading.Thread):
+    """Copies the pipeline's output to the log from the first byte, until told to halt.
+
+    A write that fails (a full disk) ends the copying and is kept in ``error`` for the
+    supervisor, which then stops the pipeline rather than let it block on a full pipe.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], writer: LogWriter) -> None:
+        super().__init__(daemon=True)
+        self.proc, self.writer = proc, writer
+        self.halt = threading.Event()
+        self.error: OSError | None = None
+
+    def run(self) -> None:
+        """Copy until the pipe closes, the supervisor says halt, or a write fails."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(fd, selectors.EVENT_READ)
+                while not self.halt.is_set():
+                    if not selector.select(timeout=QUIET_SECONDS):
+                        self.writer.tick()  # a quiet pipe: let a held progress state land
+                        continue
+                    data = os.read(fd, READ_SIZE)
+                    if not data:
+                        break
+                    self.writer.feed(data)
+        except OSError as exc:
+            self.error = exc
+        finally:
+            self.proc.stdout.close()
+
+
+Started = tuple[subprocess.Popen[bytes], LogWriter, OutputCopier]
 """The pipeline, its log writer and the thread copying its output."""
+
+
+def spawn_pipeline(argv: list[str], cwd: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The one place the pipeline process is created: own group, merged output, no shell."""
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        process_group=0,  # its own group, inside our session: see local.reconcile
+        cwd=cwd,
+        env=env,
+    )
 
 
 def start_pipeline(
     plan: dict[str, Any], on_write: Callable[[bytes], None] | None = None
 ) -> tuple[subprocess.Popen[bytes], LogWriter]:
     """Open the log and start the pipeline in its own process group, never through a shell."""
-    writer = LogWriter(Path(plan["log_path"]), on_write=on_write)
-    writer.header(plan["header"])
+    log = Path(plan["log_path"])
     try:
+        writer = LogWriter(log, on_write=on_write)
+    except OSError as exc:
+        raise OSError(log_write_failure(exc, log)) from exc
+    try:
+        writer.header(plan["header"])
         Path(plan["output_path"]).mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
         env["PYTHONUNBUFFERED"] = "1"
         if plan["gpus"] is not None:  # "" hides a GPU machine's GPUs from a CPU run
             env["CUDA_VISIBLE_DEVICES"] = plan["gpus"]
-        proc = subprocess.Popen(
-            plan["argv"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            process_group=0,  # its own group, inside our session: see local.reconcile
-            cwd=plan["output_path"],
-            env=env,
-        )
+        proc = spawn_pipeline(plan["argv"], plan["output_path"], env)
         with contextlib.suppress(OSError):  # Linux only; the default 64 KiB works too
             fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)  # type: ignore
     except OSError as exc:
-        writer.feed(f"# could not start: {exc}\n".encode())
+        if exc.errno == errno.ENOSPC:
+            exc = OSError(log_write_failure(exc, log))
+        with contextlib.suppress(OSError):
+            writer.feed(f"# could not start: {exc}\n".encode())
         writer.close()
-        raise
+        raise exc from None
     return proc, writer
 
 
@@ -104,60 +169,115 @@ def launch(
         proc, writer = start_pipeline(plan, on_write)
     except OSError as exc:
         return exc
-    pump = threading.Thread(target=copy_output, args=(proc, writer), daemon=True)
+    pump = OutputCopier(proc, writer)
     pump.start()
     return proc, writer, pump
 
 
-def copy_output(proc: subprocess.Popen[bytes], writer: LogWriter) -> None:
-    """Copy the pipeline's output to the log from the first byte, on a thread of its own."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while True:
-            if not selector.select(timeout=0.5):
-                writer.tick()  # a quiet pipe: let a held progress state reach the file
-                continue
-            data = os.read(fd, READ_SIZE)
-            if not data:
-                break
-            writer.feed(data)
-    proc.stdout.close()
+def process_start(pid: int) -> float | None:
+    """When a process started: with its pid, what identifies it (pids are reused)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _is_outage(exc: Exception) -> bool:
+    """A database error that passes when the server is back, as opposed to a bug."""
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa.OperationalError | sa.InterfaceError)
 
 
 class Supervisor:
     """Runs one pipeline process to its end and keeps the database told."""
 
     def __init__(
-        self, db: Database, settings: Settings, run_id: int, wake: threading.Event = WAKE
+        self, db: Database, settings: Settings, run_id: int, wake: threading.Event
     ) -> None:
         self.db, self.settings, self.run_id, self.wake = db, settings, run_id, wake
         self.stopped_by: str | None = None
         self.term_at: float | None = None
         self.killed_after: float | None = None
+        self.failure: str | None = None  # a reason that overrides the exit status
+        self.outage_since: float | None = None
 
-    def _record_start(self, proc: subprocess.Popen[bytes]) -> None:
-        """Tell the database which processes now own the run."""
+    def _update(self, change: Callable[[Run], None], *, patient: bool) -> bool:
+        """Apply a change to the run's record; a patient write waits out a database outage.
+
+        An impatient one (a heartbeat) is skipped during an outage and tried again next time;
+        once the outage has lasted ``db_outage_seconds`` the run is failed with that reason.
+        """
         from pico_nb.models import Run
 
-        with self.db.write() as session:
-            run = session.get(Run, self.run_id)
-            run.supervisor_pid, run.pid, run.pgid = os.getpid(), proc.pid, proc.pid
+        delay = 0.2
+        while True:
+            try:
+                with self.db.write() as session:
+                    change(session.get(Run, self.run_id))
+            except Exception as exc:
+                if not _is_outage(exc):
+                    raise
+                self._note_outage(exc)
+                if not patient:
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if self.outage_since is not None:
+                print("database reachable again", file=sys.stderr, flush=True)
+                self.outage_since = None
+            return True
+
+    def _note_outage(self, exc: Exception) -> None:
+        """Say so in the supervisor's own output, and give up on the run once it lasts too long."""
+        now = time.monotonic()
+        if self.outage_since is None:
+            self.outage_since = now
+            print(f"database unreachable, retrying: {exc}", file=sys.stderr, flush=True)
+        lasted = now - self.outage_since
+        if self.failure is None and lasted >= self.settings.db_outage_seconds:
+            self.failure = f"lost contact with the database for {lasted:.0f} s"
+
+    def _record_start(self, proc: subprocess.Popen[bytes]) -> None:
+        """Tell the database which processes, by pid and start time, now own the run."""
+        me, pipeline = os.getpid(), proc.pid
+        me_start, pipeline_start = process_start(me), process_start(pipeline)
+
+        def record(run: Run) -> None:
+            run.supervisor_pid, run.supervisor_start = me, me_start
+            run.pid, run.pgid, run.pipeline_start = pipeline, pipeline, pipeline_start
+            self.stopped_by = self.stopped_by or run.stop_requested_by
+
+        self._update(record, patient=True)
 
     def _report(self, writer: LogWriter) -> None:
         """Heartbeat with the latest progress, and pick up a stop request from any host."""
-        from pico_nb.models import Run, utcnow
+        from pico_nb.models import utcnow
 
         progress = writer.progress
-        with self.db.write() as session:
-            run = session.get(Run, self.run_id)
+
+        def beat(run: Run) -> None:
             run.heartbeat_at = utcnow()
             if progress.stage:
                 run.stage = progress.stage[:200]
             run.progress = progress.fraction
             run.eta_seconds = progress.eta_seconds
             self.stopped_by = self.stopped_by or run.stop_requested_by
+
+        if self._update(beat, patient=False):
+            self.check_peers()
+
+    def check_peers(self) -> None:
+        """Find runs whose supervisor died and hand their slots on, so no viewer is needed."""
+        from pico_nb.execution import local
+
+        if local.reconcile(self.db, self.settings):
+            local.dispatch(self.db, self.settings)
 
     def _enforce_stop(self, proc: subprocess.Popen[bytes]) -> None:
         """SIGTERM to the whole group at once, SIGKILL once the grace period is over."""
@@ -174,16 +294,21 @@ class Supervisor:
             local.signal_group(proc.pid, signal.SIGKILL)
 
     def supervise(
-        self, proc: subprocess.Popen[bytes], writer: LogWriter, pump: threading.Thread
+        self, proc: subprocess.Popen[bytes], writer: LogWriter, pump: OutputCopier
     ) -> int:
-        """Heartbeat, report progress and enforce stops until the pipeline ends and is logged."""
+        """Heartbeat, report progress and enforce stops until the pipeline's main process ends."""
+        from pico_nb.execution import local
+
         last_beat = last_progress = 0.0
         seen_progress = None
-        while pump.is_alive() or proc.poll() is None:
-            pump.join(timeout=0.2)
-            if not pump.is_alive():  # output closed; the pipeline may still be exiting
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=0.2)
+        while proc.poll() is None:
+            if pump.error is not None and self.failure is None:
+                self.failure = log_write_failure(pump.error, writer.path)
+            if self.failure is not None:  # the log or the database is gone: stop the run
+                local.signal_group(proc.pid, signal.SIGKILL)
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.2)
             now = time.monotonic()
             progress_due = (
                 writer.progress != seen_progress and now - last_progress >= PROGRESS_INTERVAL
@@ -195,44 +320,55 @@ class Supervisor:
                 self._report(writer)
                 last_beat = last_progress = now
             self._enforce_stop(proc)
-        return proc.wait()
+        returncode = proc.wait()
+        pump.join(timeout=DRAIN_SECONDS)  # a helper may hold the pipe: drain, within bounds
+        local.signal_group(proc.pid, signal.SIGKILL)  # leftovers of the pipeline die with it
+        pump.join(timeout=DRAIN_SECONDS)
+        pump.halt.set()  # a helper that left the group keeps the pipe: stop reading it
+        pump.join()
+        return returncode
 
     def see_through(self, started: Started | OSError) -> None:
         """Own a started pipeline until it ends and is recorded, or record why it never ran."""
-        from pico_nb.execution import local
-
         if isinstance(started, OSError):
             self.fail_to_start(started)
             return
         proc, writer, pump = started
         self._record_start(proc)
         returncode = self.supervise(proc, writer, pump)
-        local.signal_group(proc.pid, signal.SIGKILL)  # leftovers of the pipeline die with it
-        self.conclude(returncode, writer)
+        self.conclude(returncode, writer, pump.error)
 
     def settle_log(self) -> None:
         """A local log is complete once its writer is closed; a remote one is shipped here."""
 
     def hand_on(self) -> None:
-        """Let the next queued run have the slot: locally, whoever frees it claims it."""
+        """Let the next queued run have the slot, and any slot a dead peer left."""
         from pico_nb.execution import local
 
+        local.reconcile(self.db, self.settings)
         local.dispatch(self.db, self.settings)
 
-    def conclude(self, returncode: int, writer: LogWriter) -> None:
+    def conclude(self, returncode: int, writer: LogWriter, write_error: OSError | None) -> None:
         """Write the final line and the final record, then hand the slot on."""
         from pico_nb.execution import local
-        from pico_nb.models import Run, utcnow
+        from pico_nb.models import utcnow
 
+        stopped_by = self.stopped_by if self.term_at is not None else None  # it reached the run
         status, reason, exit_code, signame = describe_exit(
-            returncode, self.stopped_by, self.killed_after
+            returncode, stopped_by, self.killed_after
         )
-        writer.feed(f"\n# finished: {status} ({reason})\n".encode())
+        if write_error is not None and self.failure is None:
+            self.failure = log_write_failure(write_error, writer.path)
+        if self.failure is not None:
+            status, reason = "failed", self.failure
+        with contextlib.suppress(OSError):  # a full disk: the record still says why
+            writer.feed(f"\n# finished: {status} ({reason})\n".encode())
         progress = writer.progress
-        writer.close()
+        with contextlib.suppress(OSError):
+            writer.close()
         self.settle_log()  # the whole log is kept before anyone is told the run has ended
-        with self.db.write() as session:
-            run = session.get(Run, self.run_id)
+
+        def record(run: Run) -> None:
             if progress.stage:
                 run.stage = progress.stage[:200]
             if status == "completed":
@@ -240,33 +376,26 @@ class Supervisor:
             local.finish(
                 run, status, reason, exit_code=exit_code, signal=signame, heartbeat_at=utcnow()
             )
+
+        self._update(record, patient=True)
         self.hand_on()
 
     def fail_to_start(self, exc: OSError) -> None:
         """Record why the pipeline never ran, and free the slot for the next run."""
         from pico_nb.execution import local
-        from pico_nb.models import Run
 
-        with self.db.write() as session:
-            local.finish(session.get(Run, self.run_id), "failed", f"could not start: {exc}")
+        reason = f"could not start: {exc}"
+        self._update(lambda run: local.finish(run, "failed", reason), patient=True)
         self.hand_on()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str], wake: threading.Event) -> int:
     """Start the pipeline at once, then load the database stack and supervise it to the end."""
-    args = sys.argv[1:] if argv is None else argv
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: WAKE.set())  # before anything else
     started = launch(json.loads(os.environ[PLAN_ENV]))  # output flows while the stack loads
     from pico_nb.db import open_database
     from pico_nb.execution import local
 
     settings = local.settings_from_env()
-    supervisor = Supervisor(open_database(settings.effective_database_url), settings, int(args[0]))
-    supervisor.see_through(started)
+    db = open_database(settings.effective_database_url)
+    Supervisor(db, settings, int(argv[0]), wake).see_through(started)
     return 1 if isinstance(started, OSError) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
