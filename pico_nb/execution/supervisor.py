@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pico_nb.execution.runas import pipeline_command
 from pico_nb.logs import LogWriter
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ WAKE = threading.Event()
 """Set by SIGTERM: a Lab on this host asks us to look for a stop request now."""
 SETTINGS_ENV = "PICO_NB_SUPERVISOR_SETTINGS"  # the launcher's settings, as JSON
 PLAN_ENV = "PICO_NB_SUPERVISOR_PLAN"  # argv, log and output paths, GPUs, header lines
-_PRIVATE_ENV = (SETTINGS_ENV, PLAN_ENV)
 
 
 def describe_exit(
@@ -73,18 +73,14 @@ def start_pipeline(
     writer = LogWriter(Path(plan["log_path"]), on_write=on_write)
     writer.header(plan["header"])
     try:
-        Path(plan["output_path"]).mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
-        env["PYTHONUNBUFFERED"] = "1"
-        if plan["gpus"] is not None:  # "" hides a GPU machine's GPUs from a CPU run
-            env["CUDA_VISIBLE_DEVICES"] = plan["gpus"]
+        argv, env, cwd = pipeline_command(plan, os.environ)  # allow-listed env; as its owner
         proc = subprocess.Popen(
-            plan["argv"],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             process_group=0,  # its own group, inside our session: see local.reconcile
-            cwd=plan["output_path"],
+            cwd=cwd,
             env=env,
         )
         with contextlib.suppress(OSError):  # Linux only; the default 64 KiB works too
