@@ -420,6 +420,12 @@ class Lab:
         """Never remove a folder another experiment writes to, a root, or one holding input."""
         if output in self.data_roots or Path(exp.input_path).is_relative_to(output):
             raise ValidationError.one("remove_outputs", f"refusing to remove {output}")
+        if self.settings.member_accounts and output.exists():  # results belong to the member
+            raise ValidationError.one(
+                "remove_outputs",
+                f"the lab server cannot remove {output}: it belongs to your account; delete it "
+                "from your notebook or terminal, then delete the experiment",
+            )
         other = session.scalar(
             select(Experiment.id).where(
                 Experiment.output_path == exp.output_path,
