@@ -69,6 +69,7 @@ class Hub:
     admin_token: str
     process: subprocess.Popen[bytes] | None = None
     tokens: dict[str, str] = field(default_factory=dict)
+    isolated: bool = False  # members are OS accounts: each writes only into data/<name>
 
     @property
     def url(self) -> str:
@@ -82,6 +83,21 @@ class Hub:
     @property
     def data(self) -> Path:
         return self.root / "data"
+
+    @property
+    def frames(self) -> Path:
+        """The movie every member may read."""
+        return self.data / ("shared" if self.isolated else "") / "frames"
+
+    def out(self, user: str) -> Path:
+        """Where the member may write."""
+        return self.data / (user if self.isolated else "out")
+
+    def gate(self) -> Path:
+        """A new file path a fake pipeline waits for, visible to every member's account."""
+        folder = self.root / "gates"
+        folder.mkdir(mode=0o755, exist_ok=True)
+        return folder / secrets.token_hex(8)
 
     @property
     def log_file(self) -> Path:
@@ -119,6 +135,7 @@ class Hub:
             f"{{'name': 'pico-tests', 'api_token': {self.admin_token!r}}})\n"
             "c.JupyterHub.load_roles.append({'name': 'pico-tests', 'services': ['pico-tests'],"
             " 'scopes': ['admin:users', 'admin:servers', 'tokens', 'list:users']})\n"
+            "c.Spawner.http_timeout = c.Spawner.start_timeout = 180  # a loaded test machine\n"
         )
         return str(path)
 
@@ -220,10 +237,10 @@ def start_isolated_hub(root: Path, **pico: str) -> Hub:
             check=True,
             capture_output=True,
         )
-    return _started(root, env)
+    return _started(root, env, isolated=True)
 
 
-def _started(root: Path, env: dict[str, str]) -> Hub:
+def _started(root: Path, env: dict[str, str], isolated: bool = False) -> Hub:
     """Start the hub and register the accounts with it."""
     server = Hub(
         root=root,
@@ -231,6 +248,7 @@ def _started(root: Path, env: dict[str, str]) -> Hub:
         port=int(env["PICO_NB_HUB_PORT"]),
         service_port=int(env["PICO_NB_HUB_SERVICE_PORT"]),
         admin_token=secrets.token_hex(32),
+        isolated=isolated,
     )
     server.start()
     assert server.hub_api("POST", "users", {"usernames": list(PASSWORDS)}).status == 201

@@ -25,6 +25,11 @@ from typing import Any
 
 import psutil
 import pytest
+from test_api import test_follow_is_live, test_isolation
+from test_survival import (
+    test_run_survives_a_hub_restart,
+    test_run_survives_stopping_the_users_server,
+)
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -34,6 +39,12 @@ from pico_nb.os_accounts import SERVICE_ACCOUNT, is_root
 
 from lab_server import Hub, http, start_isolated_hub
 
+__all__ = [  # the same scenarios, with every member an OS account of their own
+    "test_follow_is_live",
+    "test_isolation",
+    "test_run_survives_a_hub_restart",
+    "test_run_survives_stopping_the_users_server",
+]
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not is_root(), reason="creates OS accounts and a sudo rule: needs root"),

@@ -83,3 +83,9 @@ def test_repeated_failures_are_slowed_down(hub: Hub) -> None:
     started = time.monotonic()
     assert Browserless(hub).login("dave", "wrong-password")[0] == 403  # success reset the count
     assert time.monotonic() - started < 1.0
+
+
+def test_the_single_account_hub_warns_that_members_are_not_isolated(hub: Hub) -> None:
+    warning = "warning: --single-account: every member's notebook runs as root"
+    assert warning in hub.log_file.read_text()
+    assert hub.hub_api("GET", "users/alice").status == 200  # and it serves
