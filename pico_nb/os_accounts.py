@@ -117,13 +117,12 @@ def setup_problem(helper: Path | None = None) -> str | None:
     return None
 
 
-def _check_reachable(home: Path) -> None:
-    """The service account must be able to walk down to its data home."""
-    for parent in reversed(home.parents):
+def _check_reachable(path: Path, what: str, advice: str) -> None:
+    """The service and member accounts must be able to walk down to path."""
+    for parent in reversed(path.parents):
         if parent.exists() and not os.stat(parent).st_mode & 0o001:
             raise PicoError(
-                f"the data home {home} is inside {parent}, which other accounts cannot enter; "
-                "choose another, e.g. PICO_NB_HOME=/srv/pico-nb"
+                f"{what} {path} is inside {parent}, which other accounts cannot enter; {advice}"
             )
 
 
@@ -133,7 +132,10 @@ def setup_service(home: Path) -> list[str]:
         raise PicoError("run the setup as root (sudo pico-nb hub-setup)")
     if shutil.which("sudo") is None:
         raise PicoError("sudo is not installed: apt-get install sudo")
-    _check_reachable(home)
+    _check_reachable(home, "the data home", "choose another, e.g. PICO_NB_HOME=/srv/pico-nb")
+    python = Path(sys.executable).resolve()
+    _check_reachable(python, "Python", "install pico-nb with a Python every account can run")
+    _check_reachable(Path(__file__).resolve(), "pico_nb", "install it where every account can read")
     done = []
     if not _group_exists(MEMBERS_GROUP):
         _run(["groupadd", "--system", MEMBERS_GROUP])
