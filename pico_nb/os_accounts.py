@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from pico_nb.errors import PicoError, ValidationError
@@ -54,10 +55,10 @@ def check_member_name(username: str) -> str:
     return account
 
 
-def account_exists(name: str) -> bool:
-    """Whether the OS knows this account."""
+def account_exists(name: str, lookup: Callable[[str], object] = pwd.getpwnam) -> bool:
+    """Whether the OS knows this account (or, with grp.getgrnam, this group)."""
     try:
-        pwd.getpwnam(name)
+        lookup(name)
     except KeyError:
         return False
     return True
@@ -91,20 +92,20 @@ def _run(argv: list[str]) -> None:
         raise PicoError(f"{argv[0]} failed: {message[-1] if message else answer.returncode}")
 
 
-def _group_exists(name: str) -> bool:
+def serves_lab(home: Path) -> bool:
+    """Whether this data home is a set-up lab server's: it belongs to the service account."""
     try:
-        grp.getgrnam(name)
-    except KeyError:
+        return home.stat().st_uid == pwd.getpwnam(SERVICE_ACCOUNT).pw_uid
+    except (OSError, KeyError):
         return False
-    return True
 
 
-def setup_problem(helper: Path | None = None) -> str | None:
-    """Why this machine cannot run an isolated lab server yet, or None when it can."""
-    helper = helper or helper_path()
+def setup_problem(home: Path) -> str | None:
+    """Why this machine cannot run an isolated lab server on this data home, or None."""
+    helper = helper_path()
     if not is_root():
         return "the lab server must start as root to run each member's server as their account"
-    if not account_exists(SERVICE_ACCOUNT) or not _group_exists(MEMBERS_GROUP):
+    if not account_exists(SERVICE_ACCOUNT) or not account_exists(MEMBERS_GROUP, grp.getgrnam):
         return f"the service account {SERVICE_ACCOUNT!r} or group {MEMBERS_GROUP!r} is missing"
     if shutil.which("sudo") is None:
         return "sudo is not installed (apt-get install sudo)"
@@ -114,6 +115,8 @@ def setup_problem(helper: Path | None = None) -> str | None:
         return f"{SUDOERS_FILE} is missing"
     if sudoers_rule(helper) != rule:
         return f"{SUDOERS_FILE} does not name this installation's helper {helper}"
+    if not serves_lab(home):
+        return f"the data home {home} does not belong to the service account {SERVICE_ACCOUNT!r}"
     return None
 
 
@@ -137,7 +140,7 @@ def setup_service(home: Path) -> list[str]:
     _check_reachable(python, "Python", "install pico-nb with a Python every account can run")
     _check_reachable(Path(__file__).resolve(), "pico_nb", "install it where every account can read")
     done = []
-    if not _group_exists(MEMBERS_GROUP):
+    if not account_exists(MEMBERS_GROUP, grp.getgrnam):
         _run(["groupadd", "--system", MEMBERS_GROUP])
         done.append(f"created group {MEMBERS_GROUP}")
     if not account_exists(SERVICE_ACCOUNT):
@@ -149,6 +152,8 @@ def setup_service(home: Path) -> list[str]:
             ]
         )
         done.append(f"created service account {SERVICE_ACCOUNT}")
+    elif account_home(SERVICE_ACCOUNT) != home:  # the data home moved: so does its owner's home
+        _run(["usermod", "--home", str(home), SERVICE_ACCOUNT])
     home.mkdir(parents=True, exist_ok=True)
     service = pwd.getpwnam(SERVICE_ACCOUNT)
     os.chown(home, service.pw_uid, service.pw_gid)

@@ -104,7 +104,7 @@ def copy_notebooks(source: Path, home: Path, owner: tuple[int, int] | None = Non
 
 def check_isolation(options: HubOptions) -> None:
     """Refuse an isolated lab server this machine cannot give; say how to set it up."""
-    problem = None if options.single_account else setup_problem()
+    problem = None if options.single_account else setup_problem(load_settings().home)
     if problem:
         raise PicoError(
             f"{problem}: set it up with `sudo pico-nb hub-setup` and start `pico-nb hub` as "
