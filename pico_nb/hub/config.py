@@ -115,6 +115,7 @@ def check_isolation(options: HubOptions) -> None:
 def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
     """Fill a JupyterHub config object for the lab server and return the options used."""
     o = options or HubOptions.from_env()
+    check_isolation(o)  # before anything is made on disk
     state = Path(o.state_dir or load_settings().home / "hub")
     private_folder(state)
     bindir = Path(sys.executable).parent
@@ -144,7 +145,6 @@ def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
     # One JupyterLab server per member, as their own OS account pico-<name>, in its home; only
     # with --single-account all of them run as the hub's own account, each in a folder of state.
     isolated = not o.single_account
-    check_isolation(o)
     args = [f"--ServerApp.jpserver_extensions={LOG_EXTENSION}=True"]  # the widgets' log download
     if isolated:
         c.JupyterHub.spawner_class = "pico_nb.hub.spawner.MemberSpawner"
