@@ -347,8 +347,9 @@ def _read_password(args: argparse.Namespace) -> str:
 def _as_lab_server_operator(args: argparse.Namespace) -> None:
     """As root on a set-up lab server: make the member's OS account and folders, then drop to
     the service account, so the database is only ever written by its owner."""
-    home = load_settings(args.home).home
-    if not (os_accounts.is_root() and os_accounts.setup_problem(home) is None):
+    if not os_accounts.is_root():
+        return
+    if os_accounts.setup_problem(load_settings(args.home).home) is not None:
         return  # a laptop, or a data home that is not a lab server's: nothing to drop
     if args.action == "add" and args.name:
         settings = load_settings(args.home, member_accounts=True)

@@ -100,7 +100,7 @@ def serves_lab(home: Path) -> bool:
         return False
 
 
-def setup_problem(home: Path) -> str | None:
+def setup_problem(home: Path | None) -> str | None:
     """Why this machine cannot run an isolated lab server on this data home, or None."""
     helper = helper_path()
     if not is_root():
@@ -115,7 +115,7 @@ def setup_problem(home: Path) -> str | None:
         return f"{SUDOERS_FILE} is missing"
     if sudoers_rule(helper) != rule:
         return f"{SUDOERS_FILE} does not name this installation's helper {helper}"
-    if not serves_lab(home):
+    if home is None or not serves_lab(home):
         return f"the data home {home} does not belong to the service account {SERVICE_ACCOUNT!r}"
     return None
 

@@ -18,7 +18,7 @@ from typing import Any
 from pico_nb.errors import PicoError
 from pico_nb.file_modes import private_folder
 from pico_nb.hub import SERVICE_NAME, SERVICE_URL_ENV
-from pico_nb.os_accounts import SERVICE_ACCOUNT, setup_problem
+from pico_nb.os_accounts import SERVICE_ACCOUNT, is_root, setup_problem
 from pico_nb.settings import ENV_PREFIX, load_settings
 from pico_nb.shared_files import shared_dir
 
@@ -104,7 +104,10 @@ def copy_notebooks(source: Path, home: Path, owner: tuple[int, int] | None = Non
 
 def check_isolation(options: HubOptions) -> None:
     """Refuse an isolated lab server this machine cannot give; say how to set it up."""
-    problem = None if options.single_account else setup_problem(load_settings().home)
+    if options.single_account:
+        return
+    # not root: say so before reading settings in a data home this account may not enter
+    problem = setup_problem(load_settings().home if is_root() else None)
     if problem:
         raise PicoError(
             f"{problem}: set it up with `sudo pico-nb hub-setup` and start `pico-nb hub` as "
