@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, get_args
 
 import pico_nb
+from pico_nb import os_accounts
 from pico_nb.demo import DELEGATED, add_demo_commands, run_delegated
 from pico_nb.errors import PicoError, ValidationError
 from pico_nb.inputs import Status
@@ -412,7 +413,22 @@ def _read_password(args: argparse.Namespace) -> str:
     return first
 
 
+def _as_lab_server_operator(args: argparse.Namespace) -> None:
+    """As root on a set-up lab server: make the member's OS account and folders, then drop to
+    the service account, so the database is only ever written by its owner."""
+    if not os_accounts.is_root():
+        return
+    if os_accounts.setup_problem(load_settings(args.home).home) is not None:
+        return  # a laptop, or a data home that is not a lab server's: nothing to drop
+    if args.action == "add" and args.name:
+        settings = load_settings(args.home, member_accounts=True)
+        account = os_accounts.ensure_member(args.name, settings.member_folders(args.name))
+        print(f"OS account {account} ready")
+    os_accounts.become_service_account()
+
+
 def cmd_users(args: argparse.Namespace) -> int:
+    _as_lab_server_operator(args)
     lab = pico_nb.Lab.operator(args.home)
     if args.action == "list":
         users = lab.users()

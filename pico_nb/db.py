@@ -14,6 +14,8 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from pico_nb.file_modes import private_file, private_folder
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -37,7 +39,7 @@ def _sqlite_engine(url: str) -> Engine:
     """SQLite tuned for many concurrent kernels: WAL, a busy timeout, explicit BEGINs."""
     path = make_url(url).database
     if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        private_file(private_folder(Path(path).parent) / Path(path).name)  # SQLite copies its mode
     engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -122,7 +124,7 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     """Only one process upgrades at a time; the rest wait and then find nothing to do."""
     if engine.dialect.name == "sqlite":
         lock_path = Path(str(engine.url.database) + ".migrate.lock")
-        with open(lock_path, "w") as handle:
+        with open(private_file(lock_path), "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
         return

@@ -205,7 +205,7 @@ class Lab:
     def detect_frames(self, path: str) -> FrameInfo:
         """What a candidate input folder holds, for forms to show before saving."""
         try:
-            folder = check_input_folder(path, self.data_roots)
+            folder = check_input_folder(path, self.data_roots, self.settings.private_folders)
         except ValueError as exc:
             raise ValidationError.one("input_path", str(exc)) from None
         return detect_frames(folder)
@@ -220,10 +220,10 @@ class Lab:
                 out[field] = check(values[field])
             except ValueError as exc:
                 errors[field] = str(exc)
-        roots = self.data_roots
+        roots, private = self.data_roots, self.settings.private_folders
         input_path: Path | None = None
         try:
-            input_path = check_input_folder(values["input_path"], roots)
+            input_path = check_input_folder(values["input_path"], roots, private)
             detect_frames(input_path)
             out["input_path"] = str(input_path)
         except ValueError as exc:
@@ -231,7 +231,7 @@ class Lab:
         except ValidationError as exc:
             errors.update(exc.errors)
         try:
-            output = check_output_folder(values["output_path"], roots, input_path)
+            output = check_output_folder(values["output_path"], roots, input_path, private)
             out["output_path"] = str(output)
         except ValueError as exc:
             errors["output_path"] = str(exc)
@@ -471,6 +471,12 @@ class Lab:
         """Never remove a folder another experiment writes to, a root, or one holding input."""
         if output in self.data_roots or Path(exp.input_path).is_relative_to(output):
             raise ValidationError.one("remove_outputs", f"refusing to remove {output}")
+        if self.settings.member_accounts and output.exists():  # results belong to the member
+            raise ValidationError.one(
+                "remove_outputs",
+                f"the lab server cannot remove {output}: it belongs to your account; delete it "
+                "from your notebook or terminal, then delete the experiment",
+            )
         other = session.scalar(
             select(Experiment.id).where(
                 Experiment.output_path == exp.output_path,

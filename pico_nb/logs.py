@@ -38,6 +38,7 @@ from typing import Protocol
 from urllib.parse import quote
 
 from pico_nb.errors import PermissionDenied
+from pico_nb.file_modes import FILE_MODE, private_folder
 
 COMMIT_INTERVAL = 1.0
 """Seconds between the states of a live ``\r`` line that reach the file."""
@@ -169,9 +170,9 @@ class LogWriter:
         clock: Callable[[], float] = time.monotonic,
         on_write: Callable[[bytes], None] | None = None,
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        self._fd = os.open(path, flags, 0o666)
+        self._fd = os.open(path, flags, FILE_MODE)
         self.path = path
         self._clock = clock
         self._parser = ProgressParser()

@@ -13,6 +13,7 @@ from pydantic import ValidationError as PydanticError
 from pico_nb.errors import ValidationError
 
 ENV_PREFIX = "PICO_NB_"
+MEMBER_DATA_ROOT = Path("/srv/pico-data/{user}")
 
 
 def default_home() -> Path:
@@ -72,6 +73,11 @@ class Settings(BaseModel):
     executor: Literal["local", "celery"] = Field(
         "local", description="local = detached processes here; celery = workers via a broker."
     )
+    member_accounts: bool = Field(
+        False,
+        description="Lab server: each member's runs execute as their own OS account "
+        "pico-<name> (through the sudo helper) and data roots are per member by default.",
+    )
     broker_url: str = Field("", description="Celery broker URL, e.g. redis://127.0.0.1:6379/0.")
     log_stream_url: str = Field(
         "", description="Redis URL carrying remote runs' live logs; empty = the broker URL."
@@ -92,9 +98,27 @@ class Settings(BaseModel):
         """Resolved roots as configured; by default the user's home folder and the data home."""
         return self.data_roots_for(None)
 
+    def _default_roots(self) -> list[Path]:
+        """Each member's own folder on a lab server; on a laptop, your home and the data home."""
+        return [MEMBER_DATA_ROOT] if self.member_accounts else [Path.home(), self.home]
+
+    @property
+    def private_folders(self) -> list[Path]:
+        """Folders no experiment may read or write: on a lab server the whole data home, else
+        its logs, spool and hub state (the demo data lives in the data home)."""
+        home = self.home.expanduser().resolve()
+        if self.member_accounts:
+            return [home]
+        return [home / "logs", home / "spool", home / "hub", home / "pico-nb.sqlite"]
+
+    def member_folders(self, username: str) -> list[Path]:
+        """The data roots that are this member's own (those naming `{user}`), to create."""
+        roots = self.data_roots or self._default_roots()
+        return [Path(str(r).replace("{user}", username)) for r in roots if "{user}" in str(r)]
+
     def data_roots_for(self, username: str | None) -> list[Path]:
         """Roots with `{user}` filled in, so a lab can give each member a folder of their own."""
-        roots = self.data_roots or [Path.home(), self.home]
+        roots = self.data_roots or self._default_roots()
         out = []
         for root in roots:
             text = str(root)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from pico_nb.inputs import UNSAFE_IN_LINE, UNSAFE_IN_TEXT
@@ -59,9 +60,18 @@ def check_folder(value: object, roots: list[Path]) -> Path:
     return resolved
 
 
-def check_input_folder(value: object, roots: list[Path]) -> Path:
+def check_not_private(path: Path, private: Sequence[Path]) -> Path:
+    """Keep a folder out of the product's private folders, and from holding one (deleting it
+    would delete them)."""
+    for folder in private:
+        if path.is_relative_to(folder) or folder.is_relative_to(path):
+            raise ValueError(f"must not be or hold the lab's private folder {folder}")
+    return path
+
+
+def check_input_folder(value: object, roots: list[Path], private: Sequence[Path] = ()) -> Path:
     """The input must be an existing, readable folder inside the roots."""
-    path = check_folder(value, roots)
+    path = check_not_private(check_folder(value, roots), private)
     if not path.is_dir():
         raise ValueError(f"{path} is not an existing folder")
     if not os.access(path, os.R_OK | os.X_OK):
@@ -69,7 +79,9 @@ def check_input_folder(value: object, roots: list[Path]) -> Path:
     return path
 
 
-def check_output_folder(value: object, roots: list[Path], input_path: Path | None) -> Path:
+def check_output_folder(
+    value: object, roots: list[Path], input_path: Path | None, private: Sequence[Path] = ()
+) -> Path:
     """The output may not exist yet, but must not be a file or sit inside the input."""
     path = check_folder(value, roots)
     if path.exists() and not path.is_dir():
@@ -78,4 +90,4 @@ def check_output_folder(value: object, roots: list[Path], input_path: Path | Non
         raise ValueError("must not be the input folder or inside it")
     if path in roots:
         raise ValueError("must be a subfolder, not a data root itself")
-    return path
+    return check_not_private(path, private)

@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install.sh
 install_venv "test,hub,distributed,nwb"
-apt_install chromium redis-server
+apt_install chromium redis-server sudo  # sudo: the lab server's isolation tests
 
 # PostgreSQL and Redis are real servers in the tests; start them if they are installed but down,
 # and stop here, loudly, if they still do not answer.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,6 +118,24 @@ def test_folder_rules(alice: Lab, frames: Path, tmp_path: Path) -> None:
                 alice.create_experiment("x", **args)
             assert rule in info.value.errors[field], (field, value)
     assert alice.count_experiments() == 0
+
+
+def test_the_data_homes_private_folders_are_never_experiment_folders(
+    settings_for: Callable[..., Any], frames: Path
+) -> None:
+    settings = settings_for()
+    lab = Lab(user="alice", settings=settings)
+    home = settings.home.resolve()
+    for output in (home / "logs" / "alice", home / "hub", home / "spool" / "x", home):
+        with pytest.raises(ValidationError) as info:
+            lab.create_experiment("x", str(frames), str(output))
+        assert "private folder" in info.value.errors["output_path"], output
+    lab.create_experiment("demo", str(frames), str(home / "demo" / "results"))  # the demo's place
+    member_lab = Lab(user="alice", settings=settings.model_copy(update={"member_accounts": True}))
+    with pytest.raises(ValidationError) as info:
+        member_lab.create_experiment("x", str(frames), str(home / "demo" / "results"))
+    assert "private folder" in info.value.errors["output_path"]
+    assert lab.count_experiments() == 1
 
 
 def test_every_bad_field_at_once(alice: Lab, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from pico_nb.errors import Conflict
+from pico_nb.execution.runas import ALLOWED_ENV
 from pico_nb.lab import Lab
 from pico_nb.schemas import RunRecord
 
@@ -366,8 +367,19 @@ def test_a_missing_pipeline_fails_cleanly(lab_for: LabFor, frames: Path, tmp_pat
     assert lab.wait(run2.id, timeout=30).status == "failed"
 
 
-def test_environment_of_the_pipeline(lab_for: LabFor, frames: Path, tmp_path: Path) -> None:
+def test_environment_of_the_pipeline(
+    lab_for: LabFor, frames: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lab = lab_for()
+    secrets = {
+        "JUPYTERHUB_API_TOKEN": "hub-token",
+        "JPY_API_TOKEN": "service-token",
+        "PICO_NB_DATABASE_URL": "postgresql://pico:password@db/pico",
+        "PICO_NB_BROKER_URL": "redis://:password@redis/0",
+        "AWS_SECRET_ACCESS_KEY": "key",
+    }
+    for name, value in {**secrets, "OMP_NUM_THREADS": "2", "LC_ALL": "C.UTF-8"}.items():
+        monkeypatch.setenv(name, value)  # the launching process has them; the pipeline may not
     run = lab.run_experiment(experiment(lab, frames, tmp_path, wait_file=str(tmp_path / "gate")))
     wait_for_line(lab, run, "waiting")
     pid = pipeline_pid(lab, run)
@@ -375,6 +387,9 @@ def test_environment_of_the_pipeline(lab_for: LabFor, frames: Path, tmp_path: Pa
     env = proc.environ()
     assert env["PYTHONUNBUFFERED"] == "1"
     assert "PICO_NB_SUPERVISOR_SETTINGS" not in env and "PICO_NB_SUPERVISOR_PLAN" not in env
+    assert not set(secrets) & set(env)
+    assert set(env) <= ALLOWED_ENV | {"HOME", "USER", "LOGNAME", "LC_ALL"}
+    assert env["OMP_NUM_THREADS"] == "2" and env["LC_ALL"] == "C.UTF-8"
     assert os.getpgid(pid) == pid != os.getpgid(0)
     assert proc.cwd() == run.output_path
     (tmp_path / "gate").touch()

@@ -36,6 +36,7 @@ from pico_nb import logstream
 from pico_nb.errors import Conflict, ValidationError
 from pico_nb.execution import local
 from pico_nb.execution.supervisor import Supervisor, launch, process_start
+from pico_nb.file_modes import private_folder
 from pico_nb.models import Run, Worker, utcnow
 
 if TYPE_CHECKING:
@@ -226,6 +227,7 @@ class WorkerRuntime:
                     local.kill_orphans(run)
                 local.finish(run, "failed", f"lost: worker {self.name} restarted while it ran")
         logstream.expire_streams(self.redis, [run.id for run in lost])
+        private_folder(self.spool)
         for target in (self._housekeep, self._listen_for_stops):
             threading.Thread(target=target, name=target.__name__, daemon=True).start()
 
@@ -344,7 +346,9 @@ class WorkerRuntime:
         with self.db.read() as session:
             run = session.get(Run, run_id)
             spool = self.spool / f"run_{run_id}_{time.time_ns()}.log"
-            plan = local.launch_plan(run, log_path=str(spool), hide_gpus=bool(self.gpus))
+            plan = local.launch_plan(
+                run, self.settings, log_path=str(spool), hide_gpus=bool(self.gpus)
+            )
         shipper = logstream.LogShipper(self.db, self.redis, run_id, self.settings.heartbeat_seconds)
         wake = self.wakes[run_id] = threading.Event()
         try:

@@ -21,7 +21,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from pico_nb.db import Database
+from pico_nb.execution.runas import owner_account
 from pico_nb.execution.supervisor import PLAN_ENV, SETTINGS_ENV, process_start
+from pico_nb.file_modes import private_file, private_folder
 from pico_nb.models import Run, utcnow
 from pico_nb.params import PipelineSpec
 from pico_nb.settings import Settings
@@ -112,6 +114,8 @@ def _claim(session: Session, settings: Settings) -> list[int]:
 
 def dispatch(db: Database, settings: Settings) -> list[int]:
     """Claim free slots in one transaction, then launch a supervisor for each claimed run."""
+    if settings.member_accounts and os.geteuid() == 0:
+        return []  # on a lab server only the service account launches runs, never root
     with db.read() as session:  # most calls find no queue: skip taking the write lock
         if session.scalar(select(Run.id).where(Run.status == "queued").limit(1)) is None:
             return []
@@ -122,12 +126,15 @@ def dispatch(db: Database, settings: Settings) -> list[int]:
     return claimed
 
 
-def launch_plan(run: Run, log_path: str | None = None, hide_gpus: bool = False) -> dict[str, Any]:
+def launch_plan(
+    run: Run, settings: Settings, log_path: str | None = None, hide_gpus: bool = False
+) -> dict[str, Any]:
     """What the supervisor needs to start the pipeline before it loads the database stack."""
     gpus = run.gpus or ""
     where = f"{HOST} ({run.worker})" if run.worker else HOST
     return {
         "argv": list(run.argv),
+        "account": owner_account(settings, run.user.username),
         "log_path": log_path or run.log_path,
         "output_path": run.output_path,
         "gpus": gpus if gpus or hide_gpus else None,
@@ -143,15 +150,14 @@ def launch_plan(run: Run, log_path: str | None = None, hide_gpus: bool = False) 
 
 def _launch(db: Database, settings: Settings, run_id: int) -> None:
     """Start the supervisor detached: own session, stdin closed, output to a file."""
-    out_dir = settings.home / "logs" / "supervisors"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = private_folder(settings.home / "logs" / "supervisors")
     with db.read() as session:
-        plan = launch_plan(session.get(Run, run_id))
+        plan = launch_plan(session.get(Run, run_id), settings)
     env = dict(os.environ)
     env[SETTINGS_ENV] = settings.model_dump_json()
     env[PLAN_ENV] = json.dumps(plan)
     try:
-        with open(out_dir / f"run_{run_id}.out", "ab") as out:
+        with open(private_file(out_dir / f"run_{run_id}.out"), "ab") as out:
             proc = _start_detached(
                 [sys.executable, "-m", "pico_nb.execution.supervisor_entry", str(run_id)], out, env
             )

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pico_nb.execution.runas import pipeline_command
 from pico_nb.logs import LogWriter
 
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ DRAIN_SECONDS = 3.0
 QUIET_SECONDS = 0.5  # the output thread's longest wait before it looks at the clock again
 SETTINGS_ENV = "PICO_NB_SUPERVISOR_SETTINGS"  # the launcher's settings, as JSON
 PLAN_ENV = "PICO_NB_SUPERVISOR_PLAN"  # argv, log and output paths, GPUs, header lines
-_PRIVATE_ENV = (SETTINGS_ENV, PLAN_ENV)
 
 
 def describe_exit(
@@ -143,12 +143,9 @@ def start_pipeline(
         raise OSError(log_write_failure(exc, log)) from exc
     try:
         writer.header(plan["header"])
-        Path(plan["output_path"]).mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
-        env["PYTHONUNBUFFERED"] = "1"
-        if plan["gpus"] is not None:  # "" hides a GPU machine's GPUs from a CPU run
-            env["CUDA_VISIBLE_DEVICES"] = plan["gpus"]
-        proc = spawn_pipeline(plan["argv"], plan["output_path"], env)
+        environ = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        argv, env, cwd = pipeline_command(plan, environ)  # allow-listed env; as its owner
+        proc = spawn_pipeline(argv, cwd, env)
         with contextlib.suppress(OSError):  # Linux only; the default 64 KiB works too
             fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)  # type: ignore
     except OSError as exc:

@@ -15,7 +15,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from pico_nb.errors import PicoError
+from pico_nb.file_modes import private_folder
 from pico_nb.hub import SERVICE_NAME, SERVICE_URL_ENV
+from pico_nb.os_accounts import SERVICE_ACCOUNT, is_root, setup_problem
 from pico_nb.settings import ENV_PREFIX, load_settings
 from pico_nb.shared_files import shared_dir
 
@@ -44,6 +47,7 @@ class HubOptions:
     cull_idle_seconds: int = 3600  # stop user servers idle this long; 0 never (runs go on)
     state_dir: str = ""  # hub database, cookie secret, user folders; default <data home>/hub
     notebooks: str = str(NOTEBOOKS)  # where dashboard.ipynb (and the tour) are copied from
+    single_account: bool = False  # every server as the hub's own account: no isolation at all
 
     @classmethod
     def from_env(cls) -> HubOptions:
@@ -52,7 +56,7 @@ class HubOptions:
         for f in fields(cls):
             raw = os.environ.get(HUB_ENV_PREFIX + f.name.upper())
             if raw is not None:
-                values[f.name] = int(raw) if isinstance(f.default, int) else raw
+                values[f.name] = _typed(f.default, raw)
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:
@@ -71,11 +75,20 @@ class HubOptions:
         return f"{scheme}://{host}:{self.port}/"
 
 
-def _service_environment() -> dict[str, str]:
+def _typed(default: object, raw: str) -> Any:
+    """An environment value as the type of the option's default."""
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes")
+    return int(raw) if isinstance(default, int) else raw
+
+
+def _service_environment(isolated: bool) -> dict[str, str]:
     """PICO_NB_* settings for the service only: the one process holding database credentials."""
     env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
     env = {k: v for k, v in env.items() if not k.startswith(HUB_ENV_PREFIX)}
     env[ENV_PREFIX + "HOME"] = str(load_settings().home)
+    if isolated:
+        env[ENV_PREFIX + "MEMBER_ACCOUNTS"] = "true"
     return env
 
 
@@ -86,20 +99,37 @@ def proxy_command() -> str:
     return str(local) if local.exists() else shutil.which(PROXY_NAME) or PROXY_NAME
 
 
-def copy_notebooks(source: Path, home: Path) -> None:
-    """Give each user the current dashboard (always refreshed) and other notebooks once."""
+def copy_notebooks(source: Path, home: Path, owner: tuple[int, int] | None = None) -> None:
+    """Give each user the current dashboard (always refreshed) and other notebooks once; a hub
+    running as root hands the copies to the member's account."""
     home.mkdir(parents=True, exist_ok=True)
     for notebook in sorted(source.glob("*.ipynb")) if source.is_dir() else ():
         target = home / notebook.name
         if notebook.name == DASHBOARD or not target.exists():
             shutil.copyfile(notebook, target)
+            if owner is not None:
+                os.chown(target, *owner)
+
+
+def check_isolation(options: HubOptions) -> None:
+    """Refuse an isolated lab server this machine cannot give; say how to set it up."""
+    if options.single_account:
+        return
+    # not root: say so before reading settings in a data home this account may not enter
+    problem = setup_problem(load_settings().home if is_root() else None)
+    if problem:
+        raise PicoError(
+            f"{problem}: set it up with `sudo pico-nb hub-setup` and start `pico-nb hub` as "
+            "root, or start with --single-account (no isolation between members)"
+        )
 
 
 def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
     """Fill a JupyterHub config object for the lab server and return the options used."""
     o = options or HubOptions.from_env()
+    check_isolation(o)  # before anything is made on disk
     state = Path(o.state_dir or load_settings().home / "hub")
-    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_folder(state)
 
     c.JupyterHub.ip = o.ip
     c.JupyterHub.port = o.port
@@ -118,16 +148,19 @@ def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
 
     c.JupyterHub.authenticator_class = "pico_nb.hub.auth.PicoAuthenticator"
 
-    # One JupyterLab server per user, as the hub's own OS user, each in its own folder. For
-    # real system users: c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
-    # (the hub then runs as root and each server as that user, in their home).
-    c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
-    c.SimpleLocalProcessSpawner.home_dir_template = str(state / "users" / "{username}")
+    # One JupyterLab server per member, as their own OS account pico-<name>, in its home; only
+    # with --single-account all of them run as the hub's own account, each in a folder of state.
+    isolated = not o.single_account
+    args = [f"--ServerApp.jpserver_extensions={LOG_EXTENSION}=True"]  # the widgets' log download
+    if isolated:
+        c.JupyterHub.spawner_class = "pico_nb.hub.spawner.MemberSpawner"
+    else:
+        c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+        c.SimpleLocalProcessSpawner.home_dir_template = str(state / "users" / "{username}")
+        if os.geteuid() == 0:  # a single-account hub run as root runs these servers as root
+            args.append("--allow-root")
     c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
     c.Spawner.default_url = f"/voila/render/{DASHBOARD}"  # JupyterLab stays at /lab
-    args = [f"--ServerApp.jpserver_extensions={LOG_EXTENSION}=True"]  # the widgets' log download
-    if os.geteuid() == 0:  # a hub run as root (a container) runs these servers as root too
-        args.append("--allow-root")
     c.Spawner.args = args
     c.Spawner.environment = {SERVICE_URL_ENV: o.service_url}
     c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", ACCESS_SCOPE]
@@ -135,7 +168,11 @@ def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
     notebooks = Path(o.notebooks)
 
     def pre_spawn_hook(spawner: Any) -> None:
-        copy_notebooks(notebooks, Path(spawner.home_dir))
+        if not isolated:
+            copy_notebooks(notebooks, Path(spawner.home_dir))
+            return
+        account = spawner.account()
+        copy_notebooks(notebooks, Path(account.pw_dir), (account.pw_uid, account.pw_gid))
 
     c.Spawner.pre_spawn_hook = pre_spawn_hook
 
@@ -145,10 +182,12 @@ def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
             "display": True,
             "url": f"http://127.0.0.1:{o.service_port}",
             "command": [sys.executable, "-m", "pico_nb.hub.service"],
-            "environment": _service_environment(),
+            "environment": _service_environment(isolated),
             "oauth_no_confirm": True,
         }
     ]
+    if isolated:  # the only account that can open the database, the logs and the data home
+        services[0]["user"] = SERVICE_ACCOUNT
     roles: list[dict[str, Any]] = []
     if o.cull_idle_seconds > 0:
         services.append(

@@ -33,8 +33,8 @@ def experiment(hub: Hub) -> Any:
         n = f"{user}-{time.monotonic_ns()}-{next(counter)}"
         body = {
             "name": f"exp {n}",
-            "input_path": str(hub.data / "frames"),
-            "output_path": str(hub.data / "out" / n),
+            "input_path": str(hub.frames),
+            "output_path": str(hub.out(user) / n),
             "params": params,
         }
         answer = hub.call(user, "POST", "experiments", body)

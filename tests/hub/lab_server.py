@@ -69,6 +69,7 @@ class Hub:
     admin_token: str
     process: subprocess.Popen[bytes] | None = None
     tokens: dict[str, str] = field(default_factory=dict)
+    isolated: bool = False  # members are OS accounts: each writes only into data/<name>
 
     @property
     def url(self) -> str:
@@ -82,6 +83,21 @@ class Hub:
     @property
     def data(self) -> Path:
         return self.root / "data"
+
+    @property
+    def frames(self) -> Path:
+        """The movie every member may read."""
+        return self.data / ("shared" if self.isolated else "") / "frames"
+
+    def out(self, user: str) -> Path:
+        """Where the member may write."""
+        return self.data / (user if self.isolated else "out")
+
+    def gate(self) -> Path:
+        """A new file path a fake pipeline waits for, visible to every member's account."""
+        folder = self.root / "gates"
+        folder.mkdir(mode=0o755, exist_ok=True)
+        return folder / secrets.token_hex(8)
 
     @property
     def log_file(self) -> Path:
@@ -119,6 +135,7 @@ class Hub:
             f"{{'name': 'pico-tests', 'api_token': {self.admin_token!r}}})\n"
             "c.JupyterHub.load_roles.append({'name': 'pico-tests', 'services': ['pico-tests'],"
             " 'scopes': ['admin:users', 'admin:servers', 'tokens', 'list:users']})\n"
+            "c.Spawner.http_timeout = c.Spawner.start_timeout = 180  # a loaded test machine\n"
         )
         return str(path)
 
@@ -159,22 +176,33 @@ class Hub:
         return f"http://127.0.0.1:{self.service_port}/services/pico/"
 
 
-def start_hub(root: Path, **pico: str) -> Hub:
-    """A lab server with alice, bob and carol (admin); ``pico`` adds PICO_NB_* settings."""
+def _hub_env(root: Path, values: dict[str, str]) -> dict[str, str]:
+    """The environment `pico-nb hub` starts with: PICO_NB_* settings and free ports."""
     ports = {name: free_port() for name in ("port", "hub_port", "proxy_api_port", "service_port")}
-    values = {
-        "HOME": str(root / "home"),
-        "DATA_ROOTS": str(root / "data"),
-        "PIPELINE_SPEC": str(FAKE_SPEC),
-        "HEARTBEAT_SECONDS": "0.5",
-        "MAX_CONCURRENT_RUNS": "4",
-        **pico,
-    }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PICO_NB_", "JUPYTERHUB_"))}
     env.update({f"PICO_NB_{k}": v for k, v in values.items()})
     env.update({f"PICO_NB_HUB_{k.upper()}": str(v) for k, v in ports.items()})
     env["PICO_NB_HUB_CULL_IDLE_SECONDS"] = "0"
     env["PICO_NB_HUB_STATE_DIR"] = str(root / "state")
+    return env
+
+
+def _values(root: Path, data_roots: str, pico: dict[str, str]) -> dict[str, str]:
+    return {
+        "HOME": str(root / "home"),
+        "DATA_ROOTS": data_roots,
+        "PIPELINE_SPEC": str(FAKE_SPEC),
+        "HEARTBEAT_SECONDS": "0.5",
+        "MAX_CONCURRENT_RUNS": "4",
+        **pico,
+    }
+
+
+def start_hub(root: Path, **pico: str) -> Hub:
+    """A single-account lab server with alice, bob and carol (admin); ``pico`` adds PICO_NB_*
+    settings. Every server runs as the test's own account (--single-account)."""
+    env = _hub_env(root, _values(root, str(root / "data"), pico))
+    env["PICO_NB_HUB_SINGLE_ACCOUNT"] = "true"
     generate(root / "data" / "frames", size=(32, 32), frames=4, neurons=2)
     settings = load_settings(
         root / "home",
@@ -185,12 +213,42 @@ def start_hub(root: Path, **pico: str) -> Hub:
     operator = Lab.operator(settings=settings)
     for name, password in PASSWORDS.items():
         operator.add_user(name, password, is_admin=name == "carol")
+    return _started(root, env)
+
+
+def start_isolated_hub(root: Path, **pico: str) -> Hub:
+    """The lab server as a lab sets it up as root: `pico-nb hub-setup`, `pico-nb users add` for
+    alice, bob and carol (their OS accounts and own data folders), then `pico-nb hub`.
+
+    ``root`` must be enterable by every account; members share read-only input in
+    ``data/shared`` and each owns ``data/<name>``.
+    """
+    values = _values(root, f"{root / 'data'}/{{user}},{root / 'data' / 'shared'}", pico)
+    env = _hub_env(root, values)
+    generate(root / "data" / "shared" / "frames", size=(32, 32), frames=4, neurons=2)
+    pico_nb = [sys.executable, "-m", "pico_nb.cli"]
+    _as_operator([*pico_nb, "hub-setup"], env)
+    for name, password in PASSWORDS.items():
+        admin = ["--admin"] if name == "carol" else []
+        _as_operator([*pico_nb, "users", "add", name, "--password-stdin", *admin], env, password)
+    return _started(root, env, isolated=True)
+
+
+def _as_operator(argv: list[str], env: dict[str, str], stdin: str = "") -> None:
+    """A `pico-nb` command as the lab's administrator types it; its complaint fails the test."""
+    answer = subprocess.run(argv, input=stdin, env=env, capture_output=True, text=True)
+    assert answer.returncode == 0, answer.stderr
+
+
+def _started(root: Path, env: dict[str, str], isolated: bool = False) -> Hub:
+    """Start the hub and register the accounts with it."""
     server = Hub(
         root=root,
         env=env,
-        port=ports["port"],
-        service_port=ports["service_port"],
+        port=int(env["PICO_NB_HUB_PORT"]),
+        service_port=int(env["PICO_NB_HUB_SERVICE_PORT"]),
         admin_token=secrets.token_hex(32),
+        isolated=isolated,
     )
     server.start()
     assert server.hub_api("POST", "users", {"usernames": list(PASSWORDS)}).status == 201

@@ -40,8 +40,8 @@ def test_spec_and_schema(hub: Hub) -> None:
     assert "database_url" not in public and "broker_url" not in public
 
 
-def test_isolation(hub: Hub, experiment: Any, tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
+def test_isolation(hub: Hub, experiment: Any) -> None:
+    gate = hub.gate()
     mine = experiment("alice", wait_file=str(gate))
     run = hub.call("alice", "POST", f"experiments/{mine['id']}/run").json
     theirs = experiment("bob")
@@ -224,16 +224,16 @@ def test_remote_lab_matches_lab(hub: Hub, tmp_path: Path) -> None:
     assert lab.settings.max_concurrent_runs == 4 and lab.settings.data_roots == [hub.data]
 
 
-def test_follow_is_live(hub: Hub, tmp_path: Path) -> None:
+def test_follow_is_live(hub: Hub) -> None:
     """p95 from a line landing in the log to the client yielding it stays under 500 ms."""
     lab = RemoteLab(url=hub.service_url(), token=hub.token("alice"))
-    gates = [tmp_path / f"gate{i}" for i in range(12)]
+    gates = [hub.gate() for _ in range(6)]
     exp = lab.create_experiment(
-        "live", str(hub.data / "frames"), str(hub.data / "out" / "live"), params={"lines": 0}
+        "live", str(hub.frames), str(hub.out("alice") / "live"), params={"lines": 0}
     )
     # the fake pipeline prints "waiting" then blocks; each run measures one print-to-yield
     delays: list[float] = []
-    for gate in gates[:6]:
+    for gate in gates:
         lab.update_experiment(exp.id, params={"wait_file": str(gate)})
         run = lab.run_experiment(exp.id)
         released = 0.0

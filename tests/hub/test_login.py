@@ -172,3 +172,9 @@ def test_the_logged_address_is_not_taken_from_client_headers(hub: Hub) -> None:
     ours = [line for line in lines if re.search(r"(failed|refused) login for", line)]
     assert "from 127.0.0.1" in [line for line in ours if "'bob'" in line][-1]
     assert not [line for line in ours if "203.0.113.7" in line or "198.51.100.9" in line]
+
+
+def test_the_single_account_hub_warns_that_members_are_not_isolated(hub: Hub) -> None:
+    warning = "warning: --single-account: every member's notebook runs as root"
+    assert warning in hub.log_file.read_text()
+    assert hub.hub_api("GET", "users/alice").status == 200  # and it serves

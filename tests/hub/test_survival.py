@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -41,12 +40,12 @@ def wait_for(condition: Any, timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def test_run_survives_stopping_the_users_server(hub: Hub, experiment: Any, tmp_path: Path) -> None:
+def test_run_survives_stopping_the_users_server(hub: Hub, experiment: Any) -> None:
     started = hub.hub_api("POST", "users/alice/server")  # she may still have one from a login
     assert started.status in (201, 202) or b"already running" in started.body, started.body
     wait_for(lambda: server_state(hub, "alice").get("ready"))
     assert pico_environment(hub, "alice") == {"PICO_NB_SERVICE_URL": hub.service_url()}
-    gate = tmp_path / "gate"
+    gate = hub.gate()
     exp = experiment("alice", wait_file=str(gate), lines=50)
     lab = RemoteLab(url=hub.service_url(), token=hub.token("alice"))
     run = lab.run_experiment(exp["id"])
@@ -61,8 +60,8 @@ def test_run_survives_stopping_the_users_server(hub: Hub, experiment: Any, tmp_p
     assert all(f"line {i}\n" in text for i in range(50)) and "finished" in text
 
 
-def test_run_survives_a_hub_restart(hub: Hub, experiment: Any, tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
+def test_run_survives_a_hub_restart(hub: Hub, experiment: Any) -> None:
+    gate = hub.gate()
     exp = experiment("alice", wait_file=str(gate))
     lab = RemoteLab(url=hub.service_url(), token=hub.token("alice"))
     run = lab.run_experiment(exp["id"])
