@@ -1,7 +1,10 @@
 """Finding neurons from their activity in the background-removed, temporally binned movie.
 
-Per tile: pixel traces are detrended and normalised; the local-correlation image (how
-much each pixel's trace agrees with its neighbours') times the peak-to-noise image gives
+Per tile: pixel traces lose everything slower than a calcium transient (a running
+minimum-then-maximum, i.e. a morphological top-hat over a few seconds, so slowly active
+out-of-focus haze drops out while transients stay), are detrended and normalised; the
+local-correlation image (how much each pixel's trace agrees with its neighbours') times
+the peak-to-noise image gives
 a neuron probability map; its local maxima are seeds; each seed grows into the connected
 region of pixels whose traces correlate with the seed's. Regions are filtered by area and
 shape and merged when their centres are closer than thresh_COM0 (same tile) or
@@ -20,6 +23,7 @@ from scipy import ndimage
 _DETREND_BINS = 40
 _FLOOR_MADS = 6
 _MIN_SOLIDITY = 0.6
+BASELINE_SECONDS = 3.5
 
 
 @dataclass
@@ -84,14 +88,21 @@ def tiles(
     return out
 
 
-def normalise(movie: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit-norm detrended traces, and the peak-to-noise image.
+def baseline_window(bin_frames: int, fr: float) -> int:
+    """Bins in the top-hat's window: about 3.5 s, longer than a transient, shorter than haze."""
+    return max(3, round(BASELINE_SECONDS * fr / bin_frames))
+
+
+def normalise(movie: np.ndarray, window: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm traces above their running baseline, and the peak-to-noise image.
 
     A slight spatial smoothing (σ 0.7 px) averages shot noise without merging neighbours;
     noise is the mean absolute bin-to-bin difference (√π/2 of it is σ for Gaussian noise),
     which a neuron's slow transients barely inflate; the peak is taken over pairs of bins.
     """
     data = np.array(movie, np.float32)
+    if window < len(data):
+        data -= ndimage.maximum_filter1d(ndimage.minimum_filter1d(data, window, 0), window, 0)
     _remove_slow_trend(data, _DETREND_BINS // 2)
     for i in range(len(data)):
         data[i] = cv2.GaussianBlur(data[i], (0, 0), 0.7)

@@ -326,10 +326,11 @@ def segment_neurons(run: Run) -> None:
     pnr = np.zeros(shape, np.float32)
     pmap = np.zeros(shape, np.float32)
     spans = segment.tiles(shape, sp.patch_size, 3 * sp.gsize)
+    window = segment.baseline_window(read_info(run.layout.rmbg)["bin_frames"], run.params["fr"])
     found: list[segment.Candidate] = []
     with Progress("segmentation", len(spans), unit="tiles") as bar:
         for index, (core, (y0, y1, x0, x1)) in enumerate(spans):
-            z, tile_pnr = segment.normalise(binned.read_rows(y0, y1)[:, :, x0:x1])
+            z, tile_pnr = segment.normalise(binned.read_rows(y0, y1)[:, :, x0:x1], window)
             tile_corr = segment.local_correlation(z)
             exclude = (vessel | border)[y0:y1, x0:x1]
             tile_pmap = segment.probability_map(tile_corr, tile_pnr, ~exclude)
