@@ -24,6 +24,8 @@ _DETREND_BINS = 40
 _FLOOR_MADS = 6
 _MIN_SOLIDITY = 0.6
 BASELINE_SECONDS = 3.5
+MIN_BLOB = 9
+"""Smallest region (a 3×3 block) counted as a possible cell when minArea rejects it."""
 
 
 @dataclass
@@ -209,8 +211,9 @@ def segment_tile(
     p: SegParams,
     offset: tuple[int, int],
     tile: int,
-) -> list[Candidate]:
-    """Candidates in one tile, strongest seed first, merged within thresh_COM0."""
+) -> tuple[list[Candidate], list[Candidate]]:
+    """Candidates in one tile, strongest seed first, merged within thresh_COM0; and the
+    cell-shaped regions minArea turned away (to tell the user when it is set too high)."""
     size = 2 * max(1, round(p.gsize * 0.75 / p.pixel_size)) + 1
     binned = (
         cv2.resize(
@@ -230,6 +233,7 @@ def segment_tile(
     seeds.sort(reverse=True)
     taken = np.zeros(pmap.shape, bool)
     found: list[Candidate] = []
+    small: list[Candidate] = []
     radius = 3 * p.gsize
     for score, sy, sx in seeds:
         if taken[sy, sx]:
@@ -241,6 +245,8 @@ def segment_tile(
         centre = np.array([rows.mean(), cols.mean()])
         near = [c for c in found if np.hypot(*(c.centre - centre - offset)) < p.thresh_com0]
         if not near and not _acceptable(rows, cols, p):
+            if MIN_BLOB <= len(rows) < p.min_area and _solidity(rows, cols) >= _MIN_SOLIDITY:
+                small.append(Candidate(rows + offset[0], cols + offset[1], score, tile))
             continue  # rejected regions must not block the pixels of real neurons
         taken[rows, cols] = True
         rows, cols = rows + offset[0], cols + offset[1]
@@ -248,7 +254,7 @@ def segment_tile(
             near[0].absorb(rows, cols)
         else:
             found.append(Candidate(rows, cols, score, tile))
-    return [c for c in found if _acceptable(c.rows, c.cols, p)]
+    return [c for c in found if _acceptable(c.rows, c.cols, p)], small
 
 
 def _acceptable(rows: np.ndarray, cols: np.ndarray, p: SegParams) -> bool:
