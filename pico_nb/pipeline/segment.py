@@ -104,7 +104,10 @@ def normalise(movie: np.ndarray, window: int = 7) -> tuple[np.ndarray, np.ndarra
     """
     data = np.array(movie, np.float32)
     if window < len(data):
-        data -= ndimage.maximum_filter1d(ndimage.minimum_filter1d(data, window, 0), window, 0)
+        flat = data.reshape(len(data), -1)  # rows are bins: a vertical kernel runs in time
+        kernel = np.ones((window, 1), np.uint8)
+        base = cv2.erode(flat, kernel)
+        flat -= cv2.dilate(base, kernel, dst=base)
     _remove_slow_trend(data, _DETREND_BINS // 2)
     for i in range(len(data)):
         data[i] = cv2.GaussianBlur(data[i], (0, 0), 0.7)
