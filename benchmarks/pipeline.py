@@ -1,7 +1,7 @@
 """Benchmark of the built-in pipeline on generated two-photon and one-photon demo movies.
 
     python benchmarks/pipeline.py [--quick] [--repeat N] [--sizes 512 1000] [--seeds 101 102]
-        [--modes two-photon one-photon] [--baseline OLD_CHECKOUT] [--long 30000]
+        [--modes two-photon one-photon] [--cell-diameter 7] [--baseline OLD] [--long 30000]
 
 Generates (or reuses, under benchmarks/data/, which git ignores) frame_N.jpg movies with
 held-out seeds (no test uses them), runs `python -m pico_nb.pipeline` on each as a real
@@ -45,12 +45,28 @@ class Result:
     score: dict[str, Any]
 
 
-def movie(mode: str, size: int, frames: int, seed: int, fmt: str = "jpg") -> Path:
+def movie(
+    mode: str,
+    size: int,
+    frames: int,
+    seed: int,
+    fmt: str = "jpg",
+    diameter: float = synthetic.DEFAULT_DIAMETER,
+) -> Path:
     """The demo movie for these settings, generated once and reused."""
-    folder = DATA / f"{mode}_{size}x{size}x{frames}_seed{seed}_{fmt}"
+    cells = "" if diameter == synthetic.DEFAULT_DIAMETER else f"_cells{diameter:g}"
+    folder = DATA / f"{mode}_{size}x{size}x{frames}_seed{seed}{cells}_{fmt}"
     if not (folder / "ground_truth.npz").exists():
         started = time.perf_counter()
-        synthetic.generate(folder, size=(size, size), frames=frames, seed=seed, fmt=fmt, mode=mode)
+        synthetic.generate(
+            folder,
+            size=(size, size),
+            frames=frames,
+            seed=seed,
+            fmt=fmt,
+            mode=mode,
+            diameter=diameter,
+        )
         print(f"generated {folder.name} in {time.perf_counter() - started:.1f}s", flush=True)
     return folder / "movie.tif" if fmt == "tiff" else folder
 
@@ -120,10 +136,11 @@ def report(title: str, runs: list[Result]) -> None:
 
 def bench(args: argparse.Namespace, mode: str, size: int, seed: int) -> None:
     """Run one movie (and its suggested clone, and the baseline) and print the figures."""
-    data = movie(mode, size, args.frames, seed)
+    data = movie(mode, size, args.frames, seed, diameter=args.cell_diameter)
     out = DATA / "runs" / f"{mode}_{size}_{seed}"
     runs = [run_once(data, out, size, []) for _ in range(args.repeat)]
-    title = f"{mode} {size}×{size}×{args.frames} JPEG, seed {seed}, defaults"
+    title = f"{mode} {size}×{size}×{args.frames} JPEG, cells {args.cell_diameter:g} px, "
+    title += f"seed {seed}, defaults"
     report(title, runs)
     suggested = runs[0].summary.get("suggestions", {}).get("params")
     if suggested:
@@ -163,6 +180,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[101])
     parser.add_argument("--modes", nargs="+", choices=synthetic.MODES, default=synthetic.MODES)
+    parser.add_argument("--cell-diameter", type=float, default=synthetic.DEFAULT_DIAMETER)
     parser.add_argument("--baseline", type=Path, help="an older checkout to compare with")
     parser.add_argument("--long", type=int, help="also run a 512×512×N TIFF recording")
     args = parser.parse_args()
