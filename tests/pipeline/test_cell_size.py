@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pico_nb.pipeline import score, synthetic
+from pico_nb.pipeline import cellsize, score, synthetic
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 CROP = ("--crop_parameter", "0", "0", "256", "256", "--save_movie", "false")
@@ -72,3 +72,12 @@ def test_small_cells_get_suggested_values_and_the_clone_finds_them(
     result = score.score(clone, truth)
     assert result["centre"]["f1"] >= 0.95, score.format_report(result)
     assert _summary(clone)["suggestions"] == {}
+
+
+def test_only_cell_sized_rejections_count_towards_a_suggestion() -> None:
+    flags = {"minArea": 50, "avgArea": 100, "rmbg_gsize": 6, "pixel_size": 2}
+    size, suggestions = cellsize.advise([100] * 20, [20] * 10, flags)  # fragments, not cells
+    assert suggestions == {} and size["rejected_by_min_area"] == 0
+    size, suggestions = cellsize.advise([60] * 10, [45] * 10, flags)
+    assert size["rejected_share"] == 0.5 and round(size["diameter_px"], 1) == 8.2
+    assert suggestions["params"] == {"minArea": 26, "avgArea": 52, "rmbg_gsize": 4, "pixel_size": 1}
