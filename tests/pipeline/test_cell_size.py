@@ -12,6 +12,8 @@ import pytest
 
 from pico_nb.pipeline import cellsize, score, synthetic
 
+pytestmark = pytest.mark.slow
+
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 CROP = ("--crop_parameter", "0", "0", "256", "256", "--save_movie", "false")
 DIAMETERS = (7.0, 11.6, 16.0)

@@ -133,6 +133,7 @@ def test_without_h5py_the_message_says_what_to_install(tmp_path: Path) -> None:
     assert "needs h5py: pip install 'pico-nb[formats]'" in done.stderr
 
 
+@pytest.mark.slow
 def test_pipeline_runs_on_an_hdf5_movie(tmp_path: Path, pipeline: Runner) -> None:
     demo = synthetic.generate(tmp_path / "demo", size=(128, 128), frames=200, seed=2, fmt="tiff")
     with h5py.File(demo / "movie.h5", "w") as h5:

@@ -13,6 +13,8 @@ import tifffile
 
 from pico_nb.pipeline import score, synthetic
 
+pytestmark = pytest.mark.slow
+
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
