@@ -11,8 +11,9 @@ When a run suggests other parameters, the suggested clone is run and scored too.
 
 --baseline runs the same movies with an older checkout's pico_nb (e.g. one made with
 `git archive main | tar -x -C /tmp/old`) in the same session and prints the ratios, so a
-loaded machine still gives a fair comparison. --long runs a 512×512×N TIFF movie next to
-a 2000-frame one and prints peak RSS and time per frame for both.
+loaded machine still gives a fair comparison. --long N runs an N-frame TIFF movie of the
+first size next to a --frames one and prints peak RSS and time per frame for both
+(`--sizes 512 --long 30000` is the 30-minute session).
 """
 
 from __future__ import annotations
@@ -155,12 +156,13 @@ def bench(args: argparse.Namespace, mode: str, size: int, seed: int) -> None:
 
 
 def bench_long(args: argparse.Namespace) -> None:
-    """Peak RSS and time per frame of a long TIFF recording next to a 2000-frame one."""
+    """Peak RSS and time per frame of a long TIFF recording next to a --frames one."""
+    size = args.sizes[0]
     rows = []
-    for frames in (2000, args.long):
-        data = movie("two-photon", 512, frames, 101, "tiff")
-        result = run_once(data, DATA / "runs" / f"long_{frames}", 512, [])
-        report(f"two-photon 512×512×{frames} TIFF", [result])
+    for frames in (args.frames, args.long):
+        data = movie("two-photon", size, frames, 101, "tiff")
+        result = run_once(data, DATA / "runs" / f"long_{size}_{frames}", size, [])
+        report(f"two-photon {size}×{size}×{frames} TIFF", [result])
         rows.append((frames, result.wall / frames * 1000, result.rss))
     (n0, ms0, gb0), (n1, ms1, gb1) = rows
     met = "met" if gb1 < GOALS["rss_gb_long"] else "NOT met"
@@ -182,7 +184,7 @@ def main() -> int:
     parser.add_argument("--modes", nargs="+", choices=synthetic.MODES, default=synthetic.MODES)
     parser.add_argument("--cell-diameter", type=float, default=synthetic.DEFAULT_DIAMETER)
     parser.add_argument("--baseline", type=Path, help="an older checkout to compare with")
-    parser.add_argument("--long", type=int, help="also run a 512×512×N TIFF recording")
+    parser.add_argument("--long", type=int, help="also run a N-frame TIFF (first size)")
     args = parser.parse_args()
     load = os.getloadavg()
     print(

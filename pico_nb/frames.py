@@ -257,7 +257,6 @@ def _hdf5_source(path: Path, dataset: str | None) -> Source:
     try:
         with h5py.File(path, "r") as h5:
             movies = _movies(h5)
-            kind = "hdf5 dataset"
             if dataset is None:
                 if len(movies) != 1:
                     listed = ", ".join(movies) or "none"
@@ -270,7 +269,7 @@ def _hdf5_source(path: Path, dataset: str | None) -> Source:
             item = h5.get(dataset)
             if item is not None and item.attrs.get("neurodata_type") is not None and "data" in item:
                 dataset, item = f"{dataset.rstrip('/')}/data", item["data"]
-            kind = movies.get(dataset, kind)
+            kind = movies.get(dataset, "hdf5 dataset")
             if item is None or not hasattr(item, "shape"):
                 raise bad_input(path, f"has no dataset {dataset}")
             shape, dtype = tuple(item.shape), np.dtype(item.dtype)
