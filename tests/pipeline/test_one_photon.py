@@ -90,3 +90,15 @@ def test_one_photon_cells_are_found_and_vessels_are_not(
     assert on_vessels == []
     found = np.load(one_photon_run / "seg_results_thresh_pmap_1" / "vessel_mask.npy")
     assert (found & vessel).sum() > 0.5 * vessel.sum()
+
+
+def test_demo_data_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [str(tmp_path / "m"), "--size", "96", "96", "--frames", "20", "--format", "tiff"]
+    assert synthetic.main([*argv, "--mode", "one-photon", "--cell-diameter", "8"]) == 0
+    truth = np.load(tmp_path / "m" / "ground_truth.npz")
+    assert str(truth["mode"]) == "one-photon"
+    assert abs(np.median(truth["diameters"]) - 8) < 0.8
+    with pytest.raises(SystemExit) as stopped:
+        synthetic.main([*argv, "--cell-diameter", "50"])
+    assert stopped.value.code == 2
+    assert "--cell-diameter must be between 3 and 40 pixels" in capsys.readouterr().err
