@@ -143,6 +143,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         rows = [
             [
                 str(r.number),
+                str(r.id),
                 r.status,
                 local_time(r.started_at),
                 duration(r.duration_seconds),
@@ -152,7 +153,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             for r in runs
         ]
         print("  runs:")
-        table = _table(rows, ["RUN", "STATUS", "STARTED", "DURATION", "EXIT", "REASON"])
+        table = _table(rows, ["RUN", "RUN ID", "STATUS", "STARTED", "DURATION", "EXIT", "REASON"])
         print("\n".join("    " + line for line in table.splitlines()))
     return 0
 
@@ -292,6 +293,73 @@ def cmd_params(args: argparse.Namespace) -> int:
             default = ",".join(map(str, p.default)) if isinstance(p.default, list) else p.default
             print(f"  {p.name} = {default}")
             print(f"      {p.help}")
+    return 0
+
+
+# ----------------------------------------------------------------------- results
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    run = _pick_run(lab, args.id, args.run)
+    results = lab.results(run.id)
+    if args.json:
+        _dump(results)
+        return 0
+    from pico_nb.widgets.results import key_numbers
+
+    print(f"run {run.number} (run id {run.id}) of experiment {run.experiment_id}: {run.status}")
+    print(f"  folder: {results.output_path}")
+    if results.note:
+        print(f"  {results.note}")
+    for label, value in key_numbers(results.summary or {}):
+        print(f"  {label}: {value}")
+    print(f"  files: {len(results.files)}{'+' if results.truncated else ''}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    comparison = _lab(args).compare_runs(args.run_ids)
+    if args.json:
+        _dump(comparison)
+        return 0
+
+    def fmt(value: Any, pattern: str = "{}") -> str:
+        return "-" if value is None else pattern.format(value)
+
+    rows = [
+        [
+            f"{n.run_id} ({n.name[:24]} #{n.number})",
+            n.status,
+            fmt(n.cells),
+            fmt(n.accepted),
+            fmt(n.bad_frames),
+            fmt(n.motion_rms, "{:.2f}"),
+            fmt(n.pipeline_seconds, "{:.1f}"),
+            n.reason or "",
+        ]
+        for n in comparison.runs
+    ]
+    headers = ["RUN", "STATUS", "CELLS", "ACCEPTED", "BAD FRAMES", "MOTION RMS", "SECONDS"]
+    headers.append("REASON")
+    print(_table(rows, headers))
+    for name, values in comparison.differing.items():
+        print(f"  {name}: " + " | ".join(map(str, values)))
+    match = comparison.match
+    if match is not None:
+        corr = "-" if match.trace_correlation is None else f"{match.trace_correlation:.3f}"
+        print(
+            f"cells of run {match.run_a} vs {match.run_b}: {match.matched} matched, "
+            f"{match.only_a} only in {match.run_a}, {match.only_b} only in {match.run_b}; "
+            f"median trace correlation {corr}"
+        )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    destination = _abs(args.to) if args.to else None
+    where = _lab(args).export(args.run_id, args.format, destination)
+    print(where)
     return 0
 
 
@@ -448,6 +516,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=int, help="run number (default: the latest)")
     p.add_argument("--follow", action="store_true")
     p.add_argument("--tail", type=int, help="with --follow: start from the last N lines")
+
+    p = add("results", cmd_results, "show what a run produced (any run, not only the latest)")
+    p.add_argument("id", type=int)
+    p.add_argument("--run", type=int, help="run number (default: the latest)")
+
+    p = add("compare", cmd_compare, "compare two or more runs by run id (see `show`)")
+    p.add_argument("run_ids", type=int, nargs="+", metavar="RUN_ID")
+
+    p = add("export", cmd_export, "export a run's accepted cells and traces", json_flag=False)
+    p.add_argument("run_id", type=int, metavar="RUN_ID")
+    p.add_argument("--format", choices=["nwb", "csv"], required=True)
+    p.add_argument("--to", help="file (nwb) or folder (csv); default: <output>/exports/")
 
     add("params", cmd_params, "list the pipeline's parameters (JSON Schema with --json)")
 

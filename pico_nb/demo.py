@@ -46,7 +46,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run = lab.run_experiment(exp.id)
     code = _follow(lab, run)
     if code == 0:
-        report = score.score(Path(exp.output_path), Path(exp.input_path) / "ground_truth.npz")
+        folder = Path(lab.get_run(run.id).output_path)
+        report = score.score(folder, Path(exp.input_path) / "ground_truth.npz")
         print(score.format_report(report))
     return code
 

@@ -7,14 +7,16 @@ import getpass
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
+from pico_nb import cells as run_cells
 from pico_nb import logs, logstream, outputs, passwords
 from pico_nb.db import Database, open_database
 from pico_nb.errors import Conflict, NotFound, PermissionDenied, ValidationError
@@ -23,6 +25,7 @@ from pico_nb.execution.celery import worker_state
 from pico_nb.frames import detect_frames
 from pico_nb.models import (
     ACTIVE_STATUSES,
+    RUN_FOLDER,
     RUN_STATUSES,
     Experiment,
     LogBytes,
@@ -31,14 +34,23 @@ from pico_nb.models import (
     Worker,
     utcnow,
 )
+from pico_nb.models import Curation as CurationRow
 from pico_nb.params import PipelineSpec, load_spec
+from pico_nb.run_folders import run_folder
 from pico_nb.schemas import (
+    CellMatch,
+    CellRecord,
+    CellTable,
+    Curation,
     ExperimentRecord,
     FrameInfo,
     LogChunk,
     LogLine,
     Results,
+    RunComparison,
+    RunNumbers,
     RunRecord,
+    Traces,
     UserRecord,
     WorkerRecord,
 )
@@ -52,12 +64,31 @@ from pico_nb.validation import (
 
 Scope = Literal["visible", "mine", "shared", "all"]
 EDITABLE = ("name", "description", "input_path", "output_path", "params")
+MAX_TRACES = 50
+MAX_COMPARED = 8
+IMAGE_PIXELS = 1024
+ACCEPTED_COLOUR, REJECTED_COLOUR = (255, 214, 0), (230, 30, 30)
+RUN_A_COLOUR, RUN_B_COLOUR = (255, 0, 200), (0, 230, 90)
 SORTS = {
     "created": Experiment.created_at,
     "updated": Experiment.updated_at,
     "name": func.lower(Experiment.name),
     "id": Experiment.id,
 }
+
+_OTHER = aliased(Run)
+_LAST_RUN = (
+    select(func.max(_OTHER.number))
+    .where(_OTHER.experiment_id == Experiment.id)
+    .correlate(Experiment)
+    .scalar_subquery()
+)  # an experiment's latest run number, read from the (experiment, number) index
+_RUN_COUNT = (
+    select(func.count(_OTHER.id))
+    .where(_OTHER.experiment_id == Experiment.id)
+    .correlate(Experiment)
+    .scalar_subquery()
+)
 
 
 def current_username() -> str:
@@ -257,33 +288,24 @@ class Lab:
         owner: str | None,
         scope: Scope,
     ) -> Any:
-        """The filtered listing query shared by experiments() and count_experiments()."""
-        latest = (
-            select(
-                Run.experiment_id.label("eid"),
-                func.max(Run.number).label("n"),
-                func.count(Run.id).label("c"),
-            )
-            .group_by(Run.experiment_id)
-            .subquery()
-        )
+        """The filtered listing query shared by experiments() and count_experiments(): one
+        statement, whose latest run and run count come from the (experiment, number) index."""
         query = (
-            select(Experiment, Run, latest.c.c)
-            .outerjoin(latest, latest.c.eid == Experiment.id)
-            .outerjoin(Run, and_(Run.experiment_id == Experiment.id, Run.number == latest.c.n))
+            select(Experiment, Run, _RUN_COUNT)
+            .outerjoin(Run, and_(Run.experiment_id == Experiment.id, Run.number == _LAST_RUN))
             .where(Experiment.deleted_at.is_(None))
         )
-        admin = session.get(User, self._user_id).is_admin
+        admin = select(User.is_admin).where(User.id == self._user_id).scalar_subquery()
         mine = Experiment.owner_id == self._user_id
         others_shared = and_(Experiment.shared.is_(True), Experiment.owner_id != self._user_id)
         if scope == "mine":
             query = query.where(mine)
         elif scope == "shared":
             query = query.where(others_shared)
-        elif scope == "all" and not admin:
+        elif scope == "all" and not session.get(User, self._user_id).is_admin:
             raise PermissionDenied("only an admin may list every experiment")
-        elif scope == "visible" and not admin:
-            query = query.where(or_(mine, Experiment.shared.is_(True)))
+        elif scope == "visible":
+            query = query.where(or_(mine, Experiment.shared.is_(True), admin.is_(True)))
         if owner:
             query = query.where(Experiment.owner.has(User.username == owner))
         if status:
@@ -317,7 +339,6 @@ class Lab:
         if sort not in SORTS:
             raise ValidationError.one("sort", f"must be one of {', '.join(SORTS)}")
         limit, offset = _as_id(limit, "limit", minimum=0), _as_id(offset, "offset", minimum=0)
-        self.reconcile()
         with self.db.read() as session:
             key = SORTS[sort]
             query = self._listing(session, status, search, owner, scope)
@@ -396,25 +417,36 @@ class Lab:
         return values
 
     def delete_experiment(self, experiment_id: int, remove_outputs: bool = False) -> None:
-        """Hide the experiment, remove its logs, and its outputs only when asked."""
+        """Hide the experiment, remove its logs, and its runs' folders only when asked."""
         with self.db.write() as session:
             exp = self._load(session, experiment_id, write=True)
             if self._active_run(session, exp.id) is not None:
                 raise Conflict(f"experiment {exp.id} has an active run; stop it first")
             output = Path(exp.output_path)
-            if remove_outputs:
+            runs = list(session.scalars(select(Run).where(Run.experiment_id == exp.id)))
+            # Runs from before per-run folders wrote into the output folder itself.
+            whole = any(r.layout != RUN_FOLDER for r in runs)
+            folders = [Path(r.output_path) for r in runs if r.layout == RUN_FOLDER]
+            if remove_outputs and whole:
                 self._check_removable(session, exp, output)
             exp.deleted_at = utcnow()
-            run_ids = select(Run.id).where(Run.experiment_id == exp.id)
-            session.execute(delete(LogBytes).where(LogBytes.run_id.in_(run_ids)))
-            log_paths = [
-                Path(p)
-                for p in session.scalars(select(Run.log_path).where(Run.experiment_id == exp.id))
-            ]
+            session.execute(
+                delete(LogBytes).where(LogBytes.run_id.in_([r.id for r in runs] or [-1]))
+            )
+            log_paths = [Path(r.log_path) for r in runs]
         for path in log_paths:
             path.unlink(missing_ok=True)
-        if remove_outputs and output.is_dir():
-            shutil.rmtree(output)
+        if not remove_outputs:
+            return
+        if whole:
+            if output.is_dir():
+                shutil.rmtree(output)
+            return
+        for folder in folders:
+            if _own_run_folder(folder, output, Path(exp.input_path)):
+                shutil.rmtree(folder)
+        with contextlib.suppress(OSError):
+            output.rmdir()  # only when no other experiment's runs or files are left in it
 
     def _check_removable(self, session: Session, exp: Experiment, output: Path) -> None:
         """Never remove a folder another experiment writes to, a root, or one holding input."""
@@ -454,7 +486,6 @@ class Lab:
             exp = self._load(session, experiment_id, write=True)
             current = self._merged(exp, {})
         values = self._checked(current)
-        argv = self.spec.to_argv(values["params"], values["input_path"], values["output_path"])
         with self.db.write() as session:
             exp = self._load(session, experiment_id, write=True)
             local.lock_queue(session)
@@ -467,6 +498,11 @@ class Lab:
             number = (
                 session.scalar(select(func.max(Run.number)).where(Run.experiment_id == exp.id)) or 0
             ) + 1
+            output = Path(values["output_path"])
+            inside = Run.output_path.startswith(str(output), autoescape=True)
+            recorded = set(session.scalars(select(Run.output_path).where(inside)))
+            folder = str(run_folder(output, exp.id, number, recorded))
+            argv = self.spec.to_argv(values["params"], values["input_path"], folder)
             now = utcnow()
             run = Run(
                 experiment_id=exp.id,
@@ -476,7 +512,8 @@ class Lab:
                 argv=argv,
                 params=values["params"],
                 input_path=values["input_path"],
-                output_path=values["output_path"],
+                output_path=folder,
+                layout=RUN_FOLDER,
                 log_path=str(logs.log_path(self.settings.home, self.username, exp.id, number, now)),
                 queued_at=now,
                 needs_gpu=self.spec.needs_gpu(values["params"]),
@@ -573,6 +610,11 @@ class Lab:
         """Mark runs whose supervisor vanished as lost, then start queued runs into free slots."""
         return self.executor.reconcile()
 
+    def log_source(self, run_id: int, poll: float = 0.05) -> logs.LogSource:
+        """Where a readable run's log is: a worker's run in the central store, a local one in
+        its file; the caller closes it. The hub service follows runs through it."""
+        return self._log_source(self.get_run(run_id), poll)
+
     def _log_source(self, run: RunRecord, poll: float = 0.05) -> logs.LogSource:
         """A worker's run is read from the central store; a local one from its file."""
         remote = run.worker is not None or (
@@ -583,17 +625,232 @@ class Lab:
         client = logstream.connect(self.settings.effective_log_stream_url)
         return logstream.RemoteLog(self.db, client, run.id)
 
+    def active_runs(self, run_ids: Collection[int]) -> set[int]:
+        """Which of these runs are still queued or running, in one query: the hub service
+        learns that followed runs ended this way (operators and admins only)."""
+        self._require_admin("watch every run")
+        if not run_ids:
+            return set()
+        with self.db.read() as session:
+            query = select(Run.id).where(Run.id.in_(run_ids), Run.status.in_(ACTIVE_STATUSES))
+            return set(session.scalars(query))
+
     # ------------------------------------------------------------------- results
 
     def results(self, run_id: int) -> Results:
         """The run's summary.json, preview images and output files, for the results view."""
         run = self.get_run(run_id)
+        replaced_by = self._replaced_by(run)
+        if replaced_by is not None:
+            note = (
+                f"run {run.number} wrote into {run.output_path}, the folder every run used before "
+                f"runs had folders of their own; run {replaced_by} later replaced its results there"
+            )
+            return Results(run_id=run.id, output_path=run.output_path, note=note)
         return outputs.collect(run.id, Path(run.output_path))
+
+    def _replaced_by(self, run: RunRecord) -> int | None:
+        """For an old-layout run: the number of the later run that wrote into the same folder."""
+        if run.layout == RUN_FOLDER:
+            return None
+        with self.db.read() as session:
+            return session.scalar(
+                select(func.max(Run.number)).where(
+                    Run.experiment_id == run.experiment_id,
+                    Run.output_path == run.output_path,
+                    Run.number > run.number,
+                    Run.started_at.is_not(None),
+                )
+            )
 
     def result_file(self, run_id: int, path: str) -> bytes:
         """One output file's bytes; only files inside the run's output folder, size-capped."""
         run = self.get_run(run_id)
         return outputs.read_file(Path(run.output_path), path)
+
+    # --------------------------------------------------------------------- cells
+
+    def _finished_cells(self, run: RunRecord) -> run_cells.RunCells:
+        """A run's cells from its own folder; NotFound while it runs or once it was replaced."""
+        if run.active:
+            raise NotFound(f"run {run.id} has not finished yet")
+        if self._replaced_by(run) is not None:
+            raise NotFound(self.results(run.id).note or f"run {run.id} has no results")
+        return run_cells.open_run(Path(run.output_path))
+
+    def _curation_state(self, run_id: int) -> tuple[RunRecord, bool, Curation]:
+        """The run, whether this user may curate it, and its stored curation."""
+        with self.db.read() as session:
+            row = self._load_run(session, run_id, write=False)
+            try:
+                self._load(session, row.experiment_id, write=True)
+                editable = True
+            except PermissionDenied:
+                editable = False
+            stored = session.get(CurationRow, row.id)
+            curation = Curation(
+                run_id=row.id,
+                rejected=sorted(stored.rejected) if stored else [],
+                updated_by=stored.updated_by if stored else None,
+                updated_at=stored.updated_at if stored else None,
+            )
+            return _run_record(row), editable, curation
+
+    def cells(self, run_id: int) -> CellTable:
+        """Every cell of a finished run with its numbers and whether it is accepted."""
+        run, editable, curation = self._curation_state(run_id)
+        data = self._finished_cells(run)
+        found = run_cells.stats(data)
+        rejected = set(curation.rejected)
+        rows = [
+            CellRecord(
+                id=k + 1,
+                area=int(found.area[k]),
+                centre_y=round(float(found.centre[k, 0]), 2),
+                centre_x=round(float(found.centre[k, 1]), 2),
+                peak_dff=round(float(found.peak[k]), 4),
+                snr=round(float(found.snr[k]), 3),
+                active=round(float(found.active[k]), 4),
+                accepted=k + 1 not in rejected,
+            )
+            for k in range(data.count)
+        ]
+        height, width = data.labels.shape
+        return CellTable(
+            run_id=run.id,
+            frames=data.frames,
+            frame_rate=data.rate,
+            height=height,
+            width=width,
+            cells=rows,
+            editable=editable,
+            curated_by=curation.updated_by,
+            curated_at=curation.updated_at,
+        )
+
+    def traces(self, run_id: int, cells: list[int]) -> Traces:
+        """ΔF/F of up to 50 cells, read from the memory-mapped traces file."""
+        if not isinstance(cells, list) or not cells:
+            raise ValidationError.one("cells", "must be a list of cell numbers")
+        if len(cells) > MAX_TRACES:
+            raise ValidationError.one("cells", f"at most {MAX_TRACES} at once")
+        data = self._finished_cells(self.get_run(run_id))
+        ids = [data.check_cell(c) for c in cells]
+        values = [data.trace(c).tolist() for c in ids]
+        return Traces(run_id=int(run_id), frame_rate=data.rate, cells=ids, values=values)
+
+    def cell_image(self, run_id: int, image: str = "mean") -> bytes:
+        """PNG of the run's mean/correlation/max image with accepted cells outlined in yellow
+        and rejected ones in red."""
+        run, _, curation = self._curation_state(run_id)
+        data = self._finished_cells(run)
+        rejected = np.isin(data.labels, curation.rejected) if curation.rejected else None
+        accepted = data.labels if rejected is None else np.where(rejected, 0, data.labels)
+        layers = [(accepted, ACCEPTED_COLOUR)]
+        if rejected is not None:
+            layers.append((np.where(rejected, data.labels, 0), REJECTED_COLOUR))
+        return run_cells.outline_png(data.image(image), layers, IMAGE_PIXELS)[0]
+
+    def curation(self, run_id: int) -> Curation:
+        """Which cells of a run are rejected, by whom and when."""
+        return self._curation_state(run_id)[2]
+
+    def set_curation(self, run_id: int, rejected: list[int]) -> Curation:
+        """Store the run's rejected cells (the rest are accepted); owners and admins only."""
+        if not isinstance(rejected, list):
+            raise ValidationError.one("rejected", "must be a list of cell numbers")
+        with self.db.read() as session:
+            run = _run_record(self._load_run(session, run_id, write=True))
+        data = self._finished_cells(run)
+        try:
+            ids = sorted({data.check_cell(c) for c in rejected})
+        except ValidationError as exc:
+            raise ValidationError.one("rejected", exc.errors["cells"]) from None
+        with self.db.write() as session:
+            self._load_run(session, run.id, write=True)
+            row = session.get(CurationRow, run.id)
+            if row is None:
+                row = CurationRow(run_id=run.id, updated_by=self.username)
+                session.add(row)
+            row.rejected, row.updated_by, row.updated_at = ids, self.username, utcnow()
+        return self.curation(run.id)
+
+    def compare_runs(self, run_ids: list[int]) -> RunComparison:
+        """Two or more runs side by side; the first two also matched cell by cell."""
+        if not isinstance(run_ids, list) or len(set(run_ids)) < 2:
+            raise ValidationError.one("run_ids", "pick at least two runs")
+        if len(run_ids) > MAX_COMPARED:
+            raise ValidationError.one("run_ids", f"at most {MAX_COMPARED} runs at once")
+        ids = list(dict.fromkeys(_as_id(r, "run_ids") for r in run_ids))
+        numbers: list[RunNumbers] = []
+        opened: list[run_cells.RunCells | None] = []
+        for run_id in ids:
+            run, _, curation = self._curation_state(run_id)
+            name = self.get_experiment(run.experiment_id).name
+            try:
+                data: run_cells.RunCells | None = self._finished_cells(run)
+            except NotFound:
+                data = None
+            opened.append(data)
+            numbers.append(_run_numbers(run, name, data, curation))
+        match = None
+        if opened[0] is not None and opened[1] is not None:
+            found = run_cells.match(opened[0], opened[1])
+            match = CellMatch(
+                run_a=ids[0],
+                run_b=ids[1],
+                matched=len(found.pairs),
+                only_a=found.only_a,
+                only_b=found.only_b,
+                trace_correlation=found.correlation,
+            )
+        return RunComparison(
+            runs=numbers, differing=_differing([n.params for n in numbers]), match=match
+        )
+
+    def overlay_image(self, run_a: int, run_b: int, image: str = "mean") -> bytes:
+        """PNG of run A's outlines (magenta) and run B's (green) over A's image."""
+        a = self._finished_cells(self.get_run(run_a))
+        b = self._finished_cells(self.get_run(run_b))
+        if a.labels.shape != b.labels.shape:
+            raise ValidationError.one("run_b", "has a different frame size; cannot overlay")
+        layers = [(a.labels, RUN_A_COLOUR), (b.labels, RUN_B_COLOUR)]
+        return run_cells.outline_png(a.image(image), layers, IMAGE_PIXELS)[0]
+
+    def export(self, run_id: int, format: str, destination: str | None = None) -> str:
+        """Write a run's accepted cells and traces as NWB or CSV/NumPy; returns where.
+
+        By default into `<output>/exports/`, beside the run folders, never inside them."""
+        from pico_nb import export
+
+        if format not in export.FORMATS:
+            raise ValidationError.one("format", f"must be one of {', '.join(export.FORMATS)}")
+        run, _, curation = self._curation_state(run_id)
+        experiment = self.get_experiment(run.experiment_id)
+        data = self._finished_cells(run)
+        if destination is None:
+            folder = Path(experiment.output_path) / "exports"
+            stem = f"e{experiment.id}-run-{run.number:04d}"
+            target = folder / (stem + export.FORMATS[format])
+        else:
+            target = self._export_target(destination, run)
+        try:
+            export.write(format, target, data, run, experiment, curation)
+        except OSError as exc:
+            where = "destination" if destination is not None else "output_path"
+            raise ValidationError.one(where, f"cannot write {target}: {exc.strerror}") from None
+        return str(target)
+
+    def _export_target(self, destination: str, run: RunRecord) -> Path:
+        """An export goes inside the user's data roots and never into a run's own folder."""
+        if not isinstance(destination, str) or not destination.strip():
+            raise ValidationError.one("destination", "must be a path")
+        target = Path(destination).expanduser().resolve()
+        if not any(target.is_relative_to(root) for root in self.data_roots):
+            raise ValidationError.one("destination", "must be inside your data folders")
+        if target.is_relative_to(Path(run.output_path).resolve()):
+            raise ValidationError.one("destination", "must not be inside the run's own folder")
+        return target
 
     # ---------------------------------------------------------------------- logs
 
@@ -640,15 +897,7 @@ class Lab:
 
         with contextlib.closing(self._log_source(run, poll)) as source:
             for event in logs.follow(source, offset, done=done, from_tail=from_tail):
-                progress = event.progress
-                yield LogLine(
-                    line=event.line,
-                    stage=progress.stage if progress else None,
-                    progress=progress.fraction if progress else None,
-                    eta_seconds=progress.eta_seconds if progress else None,
-                    progress_text=progress.text if progress else None,
-                    offset=event.offset,
-                )
+                yield log_line(event)
 
     # ------------------------------------------------------------------ accounts
 
@@ -736,6 +985,19 @@ class Lab:
         return _experiment_from(exp, _run_record(last) if last else None, count or 0)
 
 
+def log_line(event: logs.LogEvent) -> LogLine:
+    """A log event as the API shows it, shared by every way of following a log."""
+    progress = event.progress
+    return LogLine(
+        line=event.line,
+        stage=progress.stage if progress else None,
+        progress=progress.fraction if progress else None,
+        eta_seconds=progress.eta_seconds if progress else None,
+        progress_text=progress.text if progress else None,
+        offset=event.offset,
+    )
+
+
 def _as_id(value: Any, field: str, minimum: int = 1) -> int:
     """Ids and counts from forms and URLs: whole numbers only."""
     if isinstance(value, bool):
@@ -749,6 +1011,47 @@ def _as_id(value: Any, field: str, minimum: int = 1) -> int:
     if number < minimum:
         raise ValidationError.one(field, f"must be at least {minimum}")
     return number
+
+
+def _run_numbers(
+    run: RunRecord, name: str, data: run_cells.RunCells | None, curation: Curation
+) -> RunNumbers:
+    """A run's figures for compare: from summary.json, its cells and its record."""
+    summary = data.summary if data else {}
+    bad = summary.get("bad_frames")
+    stages = summary.get("stage_seconds")
+    memory = summary.get("peak_memory_mb", summary.get("peak_rss_mb"))
+    return RunNumbers(
+        run_id=run.id,
+        experiment_id=run.experiment_id,
+        number=run.number,
+        name=name,
+        status=run.status,
+        reason=run.reason,
+        cells=data.count if data else None,
+        accepted=data.count - len(curation.rejected) if data else None,
+        bad_frames=len(bad) if isinstance(bad, list) else None,
+        motion_rms=data.motion_rms() if data else None,
+        pipeline_seconds=summary.get("total_seconds") if data else run.duration_seconds,
+        peak_memory_mb=memory if isinstance(memory, int | float) else None,
+        stage_seconds=stages if isinstance(stages, dict) else {},
+        params=run.params,
+    )
+
+
+def _differing(params: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Parameters whose values are not the same in every run (None where one lacks it)."""
+    names = sorted({k for p in params for k in p})
+    values = {n: [p.get(n) for p in params] for n in names}
+    return {n: v for n, v in values.items() if any(x != v[0] for x in v)}
+
+
+def _own_run_folder(folder: Path, output: Path, input_path: Path) -> bool:
+    """A run folder is removed only if it still is a real folder right inside the output."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    resolved = folder.resolve()
+    return resolved.parent == output.resolve() and not input_path.is_relative_to(resolved)
 
 
 def _user_record(row: User) -> UserRecord:
@@ -790,6 +1093,7 @@ def _run_record(run: Run) -> RunRecord:
         progress=run.progress,
         eta_seconds=run.eta_seconds,
         provenance=dict(run.provenance or {}),
+        layout=run.layout,
     )
 
 

@@ -417,7 +417,7 @@ def follow(
     with _opened(log, poll) as source:
         if from_tail is not None:
             offset = tail_offset(source, from_tail)
-        lines = _LineReader(offset)
+        lines = LineReader(offset)
         while True:
             finished = done()  # asked before reading, so nothing written before it is missed
             data = source.read(offset, _READ_BLOCK)
@@ -436,7 +436,7 @@ def _visible(raw: bytes) -> str:
     return raw.rstrip(b"\r").rpartition(b"\r")[2].decode(errors="replace")
 
 
-class _LineReader:
+class LineReader:
     """Cut a growing log into line events and live-line events, each with its resume offset."""
 
     def __init__(self, offset: int) -> None:

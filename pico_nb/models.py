@@ -25,6 +25,10 @@ from sqlalchemy.types import TypeDecorator
 ACTIVE_STATUSES = ("queued", "running")
 FINISHED_STATUSES = ("completed", "failed", "cancelled")
 RUN_STATUSES = ACTIVE_STATUSES + FINISHED_STATUSES
+RUN_FOLDER = "run-folder"
+"""Run.layout of runs that write to their own `<output>/run-000n/`."""
+SHARED_FOLDER = "shared"
+"""Run.layout of runs recorded before that: they all wrote into the experiment's folder."""
 
 
 def utcnow() -> datetime:
@@ -130,6 +134,7 @@ class Run(Base):
     progress: Mapped[float | None] = mapped_column(Float)
     eta_seconds: Mapped[float | None] = mapped_column(Float)
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    layout: Mapped[str] = mapped_column(String(20), default=RUN_FOLDER)
 
     experiment: Mapped[Experiment] = relationship()
     user: Mapped[User] = relationship(lazy="joined")
@@ -159,3 +164,14 @@ class LogBytes(Base):
     start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     stop: Mapped[int] = mapped_column(BigInteger)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Curation(Base):
+    """Which cells of a run an analyst rejected; kept apart from the pipeline's own outputs."""
+
+    __tablename__ = "curations"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    rejected: Mapped[list[int]] = mapped_column(JSON, default=list)
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -64,6 +64,7 @@ class RunRecord(Record):
     progress: float | None = None
     eta_seconds: float | None = None
     provenance: dict[str, Any] = {}
+    layout: str = "run-folder"  # "shared": recorded before runs had folders of their own
 
     @property
     def active(self) -> bool:
@@ -144,6 +145,7 @@ class Results(Record):
     images: list[ResultImage] = []
     files: list[OutputFile] = []
     truncated: bool = False
+    note: str | None = None  # why a run shows no results, e.g. a later run replaced them
 
 
 class WorkerRecord(Record):
@@ -158,3 +160,91 @@ class WorkerRecord(Record):
     heartbeat_at: datetime
     busy: int = 0
     runs: list[int] = []
+
+
+class CellRecord(Record):
+    """One segmented cell: where it is, how big, how active, and whether it was rejected."""
+
+    id: int
+    area: int
+    centre_y: float
+    centre_x: float
+    peak_dff: float
+    snr: float
+    active: float  # fraction of frames above 3 noise levels
+    accepted: bool = True
+
+
+class CellTable(Record):
+    """A finished run's cells, for the viewer's table and image."""
+
+    run_id: int
+    frames: int
+    frame_rate: float
+    height: int
+    width: int
+    cells: list[CellRecord] = []
+    editable: bool = False  # may this user change the curation
+    curated_by: str | None = None
+    curated_at: datetime | None = None
+
+    @property
+    def accepted(self) -> int:
+        """How many cells survive curation."""
+        return sum(c.accepted for c in self.cells)
+
+
+class Traces(Record):
+    """ΔF/F of some cells of a run, with the frame rate to put seconds on the axis."""
+
+    run_id: int
+    frame_rate: float
+    cells: list[int]
+    values: list[list[float]]
+
+
+class Curation(Record):
+    """The cells an analyst rejected in one run; everything else counts as accepted."""
+
+    run_id: int
+    rejected: list[int] = []
+    updated_by: str | None = None
+    updated_at: datetime | None = None
+
+
+class RunNumbers(Record):
+    """One run's figures for the compare table."""
+
+    run_id: int
+    experiment_id: int
+    number: int
+    name: str
+    status: str
+    reason: str | None = None
+    cells: int | None = None
+    accepted: int | None = None
+    bad_frames: int | None = None
+    motion_rms: float | None = None
+    pipeline_seconds: float | None = None
+    peak_memory_mb: float | None = None
+    stage_seconds: dict[str, float] = {}
+    params: dict[str, Any] = {}
+
+
+class CellMatch(Record):
+    """Two runs' cells matched by centroid: counts and how alike the matched traces are."""
+
+    run_a: int
+    run_b: int
+    matched: int
+    only_a: int
+    only_b: int
+    trace_correlation: float | None = None
+
+
+class RunComparison(Record):
+    """Runs side by side: numbers, differing parameters, and the first two runs' cell match."""
+
+    runs: list[RunNumbers]
+    differing: dict[str, list[Any]] = {}
+    match: CellMatch | None = None

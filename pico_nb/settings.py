@@ -45,6 +45,12 @@ class Settings(BaseModel):
     max_runs_per_user: int | None = Field(
         None, ge=1, description="Running runs one user may hold at once; empty = no cap."
     )
+    max_streams_per_user: int = Field(
+        20, ge=1, description="Live logs one member may follow at once on the lab server."
+    )
+    service_processes: int = Field(
+        1, ge=1, le=64, description="Processes of the lab server's pico service, on one port."
+    )
     gpus: list[str] = Field(
         default_factory=list, description="GPU ids handed out one per run as CUDA_VISIBLE_DEVICES."
     )

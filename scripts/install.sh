@@ -17,6 +17,17 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+PROXY_PACKAGE="configurable-http-proxy@^5.3"  # JupyterHub's production proxy (Node)
+PROXY_DIR=".venv/lib/node"  # project-local: `pico-nb hub` finds it beside the venv's Python
+
+install_proxy() {
+  # The hub's streaming proxy from npm, into the venv; Node and npm from Debian if missing.
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+  [ -x "$PROXY_DIR/node_modules/.bin/configurable-http-proxy" ] && return 0
+  mkdir -p "$PROXY_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$PROXY_DIR" "$PROXY_PACKAGE" >/dev/null
+}
+
 install_venv() {
   local extras="${1:-}"
   local python="${PYTHON:-python3}"
@@ -30,4 +41,5 @@ install_venv() {
   else
     .venv/bin/python -m pip install -q -e .
   fi
+  case ",$extras," in *,hub,*) install_proxy ;; esac
 }

@@ -45,7 +45,14 @@ def main() -> int:
         print("waiting", flush=True)
         while not os.path.exists(p["wait_file"]):
             time.sleep(0.02)
+    for i in range(p["ticks"]):
+        print(f"tick {i} {time.time():.6f}", flush=True)
+        time.sleep(p["tick_seconds"])
     Path(out_path, "done.txt").write_text("ok")
+    if p["cells"]:
+        from cell_results import write_results
+
+        write_results(Path(out_path), p["cells"], p["cell_seed"])
     print("finished", flush=True)
     return p["exit_code"]
 

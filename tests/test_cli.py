@@ -194,3 +194,23 @@ def test_demo_data_and_score_are_the_pipeline_tools(cli: Cli, tmp_path: Path) ->
         "score", str(tmp_path / "nothing"), str(tmp_path / "movie" / "ground_truth.npz"), code=2
     )
     assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_results_compare_and_export_any_run(cli: Cli, frames: Path, tmp_path: Path) -> None:
+    made = cli("create", "c", "--input", "input", "--output", "out/c", "--set", "cells=6", "--json")
+    eid = str(json.loads(made.stdout)["id"])
+    cli("run", eid, "--follow")
+    cli("edit", eid, "--set", "cells=4")
+    cli("run", eid, "--follow")
+    runs = json.loads(cli("show", eid, "--json").stdout)["runs"]
+    first = cli("results", eid, "--run", "1").stdout
+    assert "neurons found: 6" in first and str(tmp_path / "out/c/run-0001") in first
+    assert json.loads(cli("results", eid, "--json").stdout)["summary"]["neurons"] == 4
+    assert "RUN ID" in cli("show", eid).stdout
+    a, b = str(runs[0]["id"]), str(runs[1]["id"])
+    compared = cli("compare", a, b).stdout
+    assert f"4 matched, 2 only in {a}, 0 only in {b}" in compared and "cells:" in compared
+    where = cli("export", a, "--format", "csv", "--to", "exported").stdout.strip()
+    assert where == str(tmp_path / "exported") and (tmp_path / "exported" / "dff.csv").exists()
+    bad = cli("export", a, "--format", "csv", "--to", "/etc/x", code=2)
+    assert bad.stderr.startswith("error: destination")

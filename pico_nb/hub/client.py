@@ -22,13 +22,17 @@ from pico_nb.errors import Conflict, NotFound, PermissionDenied, PicoError, Vali
 from pico_nb.hub import API_TOKEN_ENV, SERVICE_URL_ENV
 from pico_nb.params import PipelineSpec, spec_from_dict
 from pico_nb.schemas import (
+    CellTable,
+    Curation,
     ExperimentRecord,
     FrameInfo,
     LogChunk,
     LogLine,
     Record,
     Results,
+    RunComparison,
     RunRecord,
+    Traces,
     UserRecord,
     WorkerRecord,
 )
@@ -302,6 +306,44 @@ class RemoteLab:
         """One output file's bytes."""
         return bytes(self._call("GET", f"runs/{_seg(run_id)}/file", query={"path": path}))
 
+    # -------------------------------------------------------------------- cells
+
+    def cells(self, run_id: int) -> CellTable:
+        """Every cell of a finished run with its numbers and curation."""
+        return self._one(CellTable, "GET", f"runs/{_seg(run_id)}/cells")
+
+    def traces(self, run_id: int, cells: list[int]) -> Traces:
+        """ΔF/F of some cells."""
+        return self._one(Traces, "POST", f"runs/{_seg(run_id)}/traces", body={"cells": cells})
+
+    def cell_image(self, run_id: int, image: str = "mean") -> bytes:
+        """PNG of the run's image with its cells outlined."""
+        query = {"image": image}
+        return bytes(self._call("GET", f"runs/{_seg(run_id)}/image", query=query))
+
+    def curation(self, run_id: int) -> Curation:
+        """Which cells of a run are rejected."""
+        return self._one(Curation, "GET", f"runs/{_seg(run_id)}/curation")
+
+    def set_curation(self, run_id: int, rejected: list[int]) -> Curation:
+        """Store the run's rejected cells."""
+        body = {"rejected": rejected}
+        return self._one(Curation, "PUT", f"runs/{_seg(run_id)}/curation", body=body)
+
+    def compare_runs(self, run_ids: list[int]) -> RunComparison:
+        """Runs side by side."""
+        return self._one(RunComparison, "POST", "compare", body={"run_ids": run_ids})
+
+    def overlay_image(self, run_a: int, run_b: int, image: str = "mean") -> bytes:
+        """PNG of two runs' outlines in two colours."""
+        query = {"run_a": run_a, "run_b": run_b, "image": image}
+        return bytes(self._call("GET", "overlay", query=query))
+
+    def export(self, run_id: int, format: str, destination: str | None = None) -> str:
+        """Have the service write an export; returns where."""
+        body = {"format": format, "destination": destination}
+        return str(self._call("POST", f"runs/{_seg(run_id)}/export", body=body))
+
     # --------------------------------------------------------------------- logs
 
     def read_log(self, run_id: int, offset: int = 0, limit: int = 1 << 20) -> LogChunk:
@@ -319,7 +361,8 @@ class RemoteLab:
     ) -> Iterator[LogLine]:
         """Yield lines and progress live from the service's event stream until the run ends
         (or `stop()`, checked at every event and keepalive); a dropped stream (a service
-        restart) resumes from the last offset."""
+        restart) resumes from the last offset, and so does one the service asks to resume
+        (this reader fell too far behind)."""
         path = f"runs/{_seg(run_id)}/log/follow"
         query: dict[str, Any] = {"offset": offset, "from_tail": from_tail}
         down_since: float | None = None
@@ -334,9 +377,15 @@ class RemoteLab:
                             continue
                         if kind == "error":
                             raise_for(500, data.encode())
+                        if kind == "resume":
+                            query = {"offset": json.loads(data)["offset"]}
+                            break
                         event = LogLine.model_validate_json(data)
                         query = {"offset": event.offset}
                         yield event
+                    else:
+                        raise ServiceUnavailable("the log stream ended early")
+                continue  # asked to resume: at once
             except (ServiceUnavailable, TimeoutError, ConnectionError):
                 pass
             down_since = down_since or time.monotonic()

@@ -24,6 +24,8 @@ DASHBOARD = "dashboard.ipynb"
 NOTEBOOKS = shared_dir("notebooks")
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
 PROXY_TIMEOUT_MS = 3_600_000
+PROXY_NAME = "configurable-http-proxy"
+PROXY_BIN = Path("lib", "node", "node_modules", ".bin", PROXY_NAME)
 LOG_EXTENSION = "pico_nb.widgets.server"
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
@@ -77,6 +79,13 @@ def _service_environment() -> dict[str, str]:
     return env
 
 
+def proxy_command() -> str:
+    """The Node configurable-http-proxy that scripts/install.sh puts beside the venv, else one
+    on PATH (a site's global `npm install -g configurable-http-proxy`)."""
+    local = Path(sys.prefix) / PROXY_BIN
+    return str(local) if local.exists() else shutil.which(PROXY_NAME) or PROXY_NAME
+
+
 def copy_notebooks(source: Path, home: Path) -> None:
     """Give each user the current dashboard (always refreshed) and other notebooks once."""
     home.mkdir(parents=True, exist_ok=True)
@@ -91,7 +100,6 @@ def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
     o = options or HubOptions.from_env()
     state = Path(o.state_dir or load_settings().home / "hub")
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    bindir = Path(sys.executable).parent
 
     c.JupyterHub.ip = o.ip
     c.JupyterHub.port = o.port
@@ -103,15 +111,10 @@ def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{o.proxy_api_port}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
-    proxy = shutil.which(
-        "configurable-http-proxy", path=f"{bindir}{os.pathsep}{os.environ['PATH']}"
-    )
-    # The Python proxy buffers each response and gives up after 20 s by default, which cuts the
-    # hub's spawn-progress stream while a slow server starts; allow an hour (node's takes it too).
-    c.ConfigurableHTTPProxy.command = [
-        proxy or "configurable-http-proxy",
-        f"--proxy-timeout={PROXY_TIMEOUT_MS}",
-    ]
+    # JupyterHub's production proxy (Node), which streams responses and server-sent events as
+    # they come and has no cap on concurrent requests. An idle upstream may wait an hour: a
+    # slow server's spawn progress and a quiet log stream must not be cut.
+    c.ConfigurableHTTPProxy.command = [proxy_command(), f"--proxy-timeout={PROXY_TIMEOUT_MS}"]
 
     c.JupyterHub.authenticator_class = "pico_nb.hub.auth.PicoAuthenticator"
 

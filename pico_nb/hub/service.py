@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +35,7 @@ from tornado.ioloop import PeriodicCallback
 from tornado.iostream import StreamClosedError
 
 from pico_nb.errors import PicoError, ValidationError
+from pico_nb.hub.fanout import Fanout, Follower
 from pico_nb.lab import Lab
 from pico_nb.schemas import Record
 from pico_nb.settings import Settings, load_settings
@@ -43,6 +46,9 @@ Endpoint = Callable[[Lab], Callable[..., Any]]
 KEEPALIVE_SECONDS = 5.0
 RECONCILE_SECONDS = 5.0
 DOWNLOAD_CHUNK = 1 << 20
+HELPER_STOP_SECONDS = 5.0
+SECRET_ENV = "PICO_NB_SERVICE_COOKIE_SECRET"  # handed from the main process to its helpers
+PARENT_ENV = "PICO_NB_SERVICE_PARENT"
 PUBLIC_SETTINGS = (
     "home",
     "data_roots",
@@ -84,6 +90,13 @@ ROUTES: dict[str, dict[str, Endpoint]] = {
     _RUN + "/log": {"GET": attrgetter("read_log")},
     _RUN + "/results": {"GET": attrgetter("results")},
     _RUN + "/file": {"GET": attrgetter("result_file")},
+    _RUN + "/cells": {"GET": attrgetter("cells")},
+    _RUN + "/traces": {"POST": attrgetter("traces")},
+    _RUN + "/image": {"GET": attrgetter("cell_image")},
+    _RUN + "/curation": {"GET": attrgetter("curation"), "PUT": attrgetter("set_curation")},
+    _RUN + "/export": {"POST": attrgetter("export")},
+    "compare": {"POST": attrgetter("compare_runs")},
+    "overlay": {"GET": attrgetter("overlay_image")},
     "users": {"GET": attrgetter("users"), "POST": attrgetter("add_user")},
     _USER: {"DELETE": attrgetter("delete_user")},
     _USER + "/password": {"PUT": attrgetter("set_password")},
@@ -271,56 +284,62 @@ class ApiHandler(HubOAuthenticated, web.RequestHandler):
 
 
 class FollowHandler(ApiHandler):
-    """Server-sent events of Lab.follow_log: lines and progress, live, until the run ends."""
+    """Server-sent events of a run's log, lines and progress, live until the run ends; every
+    viewer of a run shares one watcher of it (see :mod:`pico_nb.hub.fanout`)."""
 
     async def get(self, run_id: str) -> None:
         offset = count(self.get_query_argument("offset", "0"), "offset")
         tail = self.get_query_argument("from_tail", None)
         from_tail = None if tail is None else count(tail, "from_tail")
-        await self.run(self.lab.get_run, run_id)  # refuse before the stream starts
-        self.set_header("Content-Type", "text/event-stream")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
-        events = self.lab.follow_log(run_id, offset, from_tail, stop=stop.is_set)
-        pump = threading.Thread(
-            target=_pump,
-            args=(events, queue, asyncio.get_running_loop(), stop),
-            daemon=True,
-            name=f"follow-{run_id}",
-        )
-        pump.start()
-        try:
-            await self._stream(queue)
-        except StreamClosedError:
-            pass
-        finally:
-            stop.set()
-
-    async def _stream(self, queue: asyncio.Queue[Any]) -> None:
-        """Write whatever is waiting in one flush, so a burst of lines costs one packet."""
-        while True:
+        run = await self.run(self.lab.get_run, run_id)  # refuse before the stream starts
+        fanout: Fanout = self.settings["fanout"]
+        async with fanout.follow(self.lab, run, offset, from_tail) as follower:
+            self.follower = follower
+            self.set_header("Content-Type", "text/event-stream")
+            self.set_header("Cache-Control", "no-cache")
+            self.set_header("X-Accel-Buffering", "no")
             try:
-                items = [await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)]
-            except TimeoutError:
-                items = []
-                self.write(": keepalive\n\n")
-            while not queue.empty():
-                items.append(queue.get_nowait())
-            for item in items:
-                if item is _END:
-                    self.write("event: end\ndata: {}\n\n")
-                elif isinstance(item, BaseException):
-                    self.write(f"event: error\ndata: {json.dumps(error_body(item))}\n\n")
-                else:
-                    self.write(f"data: {json.dumps(item.model_dump(mode='json'))}\n\n")
-            await self.flush()
-            if any(item is _END or isinstance(item, BaseException) for item in items):
+                await self.flush()  # the viewer knows at once that it is following
+                await self._stream(fanout, follower)
+            except StreamClosedError:
+                pass
+            except Exception as exc:
+                log.exception("following the log of run %s failed", run.id)
+                self.write(f"event: error\ndata: {json.dumps(error_body(exc))}\n\n")
+
+    def on_connection_close(self) -> None:
+        """The viewer left: free its stream now, not at the next write."""
+        follower: Follower | None = getattr(self, "follower", None)
+        if follower is not None:
+            follower.gone = True
+            follower.ready.set()
+
+    async def _stream(self, fanout: Fanout, follower: Follower) -> None:
+        """Send what is waiting in one flush, so a burst of lines costs one packet; a viewer
+        too slow for the buffer is told where to resume."""
+        while not follower.gone:
+            follower.ready.clear()
+            if follower.overflowed:
+                resume = json.dumps({"offset": follower.resume_at})
+                self.write(f"event: resume\ndata: {resume}\n\n")
                 return
-
-
-_END = object()
+            if items := follower.drain():
+                self.write("".join(f"data: {item.model_dump_json()}\n\n" for item in items))
+                await self.flush()
+                continue
+            if follower.behind:
+                if await fanout.catch_up(follower):
+                    continue
+            elif not follower.feed.active:
+                follower.end()
+                ending = "".join(f"data: {item.model_dump_json()}\n\n" for item in follower.drain())
+                self.write(ending + "event: end\ndata: {}\n\n")
+                return
+            try:
+                await asyncio.wait_for(follower.ready.wait(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                self.write(": keepalive\n\n")
+                await self.flush()
 
 
 def error_body(exc: BaseException) -> dict[str, Any]:
@@ -331,24 +350,6 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, ValidationError):
         body["errors"] = exc.errors
     return body
-
-
-def _pump(events: Any, queue: asyncio.Queue[Any], loop: Any, stop: threading.Event) -> None:
-    """Drive the blocking follower in a thread; it ends with the run, or at the first event
-    after the viewer left."""
-    try:
-        for event in events:
-            if stop.is_set():
-                return
-            loop.call_soon_threadsafe(queue.put_nowait, event)
-        loop.call_soon_threadsafe(queue.put_nowait, _END)
-    except RuntimeError:
-        return  # the service is shutting down and its loop is closed
-    except Exception as exc:
-        log.exception("following a log failed")
-        loop.call_soon_threadsafe(queue.put_nowait, exc)
-    finally:
-        events.close()
 
 
 class DownloadHandler(ApiHandler):
@@ -376,7 +377,9 @@ class HealthHandler(web.RequestHandler):
         self.write({"ok": True})
 
 
-def make_app(settings: Settings, prefix: str, pool: ThreadPoolExecutor) -> web.Application:
+def make_app(
+    settings: Settings, prefix: str, pool: ThreadPoolExecutor, secret: bytes
+) -> web.Application:
     """Routes under the service prefix; the OAuth callback completes browser sign-in."""
 
     def url(path: str) -> str:
@@ -390,12 +393,14 @@ def make_app(settings: Settings, prefix: str, pool: ThreadPoolExecutor) -> web.A
         *((url(f"api/{path}"), ApiHandler, {"endpoints": e}) for path, e in ROUTES.items()),
         (url(""), ApiHandler, {"endpoints": ROUTES["whoami"]}),
     ]
+    labs = Labs(settings)
     return web.Application(
         handlers,
-        labs=Labs(settings),
+        labs=labs,
+        fanout=Fanout(labs.operator, pool),
         pool=pool,
         stopping=threading.Event(),  # set before the pool shuts: cut-short calls get 503
-        cookie_secret=os.urandom(32),
+        cookie_secret=secret,  # one per service, shared by its processes
         hub_auth=HubOAuth.instance(),
     )
 
@@ -406,24 +411,35 @@ def _keep_token_from_runs(auth: HubOAuth) -> None:
         os.environ.pop("JUPYTERHUB_API_TOKEN", None)
 
 
-async def serve(settings: Settings) -> None:
-    """Listen where the hub says, reconcile periodically, and stop promptly on a signal."""
+async def serve(settings: Settings, secret: bytes, parent: int = 0) -> None:
+    """Listen where the hub says, reconcile periodically, and stop promptly on a signal; a
+    helper process (``parent`` set) shares the port and stops with its parent."""
     bind_url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8082"))
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/pico/")
     auth = HubOAuth.instance()
     _keep_token_from_runs(auth)
     with ThreadPoolExecutor(max_workers=16, thread_name_prefix="lab") as pool:
-        app = make_app(settings, prefix, pool)
+        app = make_app(settings, prefix, pool, secret)
         labs: Labs = app.settings["labs"]
-        server = app.listen(bind_url.port or 80, bind_url.hostname or "127.0.0.1", xheaders=True)
+        server = app.listen(
+            bind_url.port or 80,
+            bind_url.hostname or "127.0.0.1",
+            xheaders=True,
+            reuse_port=settings.service_processes > 1,
+        )
         loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
 
         def reconcile() -> None:
-            loop.run_in_executor(pool, labs.operator.reconcile)
+            if parent and os.getppid() != parent:  # the main process is gone: so are we
+                stopping.set()
+            elif not parent:
+                loop.run_in_executor(pool, labs.operator.reconcile)
 
         ticker = PeriodicCallback(reconcile, RECONCILE_SECONDS * 1000)
         ticker.start()
-        stopping = asyncio.Event()
+        fanout: Fanout = app.settings["fanout"]
+        fanout.start()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
         log.info("pico service listening on %s%s", bind_url.geturl(), prefix)
@@ -431,8 +447,28 @@ async def serve(settings: Settings) -> None:
         log.info("pico service stopping")
         app.settings["stopping"].set()
         ticker.stop()
+        fanout.stop()
         server.stop()
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def start_helpers(count: int, secret: bytes) -> list[subprocess.Popen[bytes]]:
+    """More service processes on the same port (SO_REUSEPORT), for a lab one core cannot
+    serve; each follows its own viewers' logs, and only the main one reconciles."""
+    env = {**os.environ, SECRET_ENV: secret.hex(), PARENT_ENV: str(os.getpid())}
+    command = [sys.executable, "-m", "pico_nb.hub.service"]
+    return [subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL) for _ in range(count)]
+
+
+def stop_helpers(helpers: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the helper processes with the main one."""
+    for helper in helpers:
+        helper.terminate()
+    for helper in helpers:
+        try:
+            helper.wait(HELPER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            helper.kill()
 
 
 def main() -> None:
@@ -440,7 +476,14 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="[%(levelname)1.1s %(asctime)s pico] %(message)s"
     )
-    asyncio.run(serve(load_settings()))
+    secret = bytes.fromhex(os.environ.pop(SECRET_ENV, "")) or os.urandom(32)
+    parent = int(os.environ.pop(PARENT_ENV, "0"))
+    settings = load_settings()
+    helpers = [] if parent else start_helpers(settings.service_processes - 1, secret)
+    try:
+        asyncio.run(serve(settings, secret, parent))
+    finally:
+        stop_helpers(helpers)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Compare experiments side by side, showing only what differs between them."""
+"""Compare experiments and their runs: differing values, results side by side, overlaid cells."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from pico_nb.schemas import ExperimentRecord
-from pico_nb.text import esc, value_text
+from pico_nb.errors import ValidationError
+from pico_nb.schemas import ExperimentRecord, RunComparison, RunNumbers, RunRecord
+from pico_nb.text import duration, esc, value_text
 from pico_nb.widgets import default_lab
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
 
@@ -34,10 +35,78 @@ def differences(experiments: list[ExperimentRecord]) -> dict[str, list[Any]]:
     return rows
 
 
-class CompareView(w.VBox):
-    """Pick two or more experiments by id and see only the values that differ."""
+def _number(value: Any, pattern: str = "{:,}") -> str:
+    return "—" if value is None else pattern.format(value)
 
-    def __init__(self, experiment_ids: list[int] | None = None, lab: Lab | None = None) -> None:
+
+RESULT_ROWS: dict[str, Any] = {
+    "status": lambda n: esc(n.status),
+    "cells found": lambda n: _number(n.cells),
+    "cells accepted": lambda n: _number(n.accepted),
+    "bad frames": lambda n: _number(n.bad_frames),
+    "motion (RMS shift, px)": lambda n: _number(n.motion_rms, "{:.2f}"),
+    "pipeline time": lambda n: esc(duration(n.pipeline_seconds)),
+    "peak memory (MB)": lambda n: _number(n.peak_memory_mb, "{:,.0f}"),
+    "exit reason": lambda n: esc(n.reason or "—"),
+}
+
+
+def results_table(comparison: RunComparison) -> str:
+    """Runs as columns: results, stage times, then the parameters that differ (highlighted)."""
+    runs = comparison.runs
+    head = "".join(
+        f"<th>{esc(n.name)} · run {n.number} <span class='pico-muted'>(id {n.run_id})</span></th>"
+        for n in runs
+    )
+    rows = [
+        f"<tr><td><b>{esc(label)}</b></td>" + "".join(f"<td>{fmt(n)}</td>" for n in runs) + "</tr>"
+        for label, fmt in RESULT_ROWS.items()
+    ]
+    stages = list(dict.fromkeys(s for n in runs for s in n.stage_seconds))
+    rows += [
+        f"<tr><td>{esc(stage)} (s)</td>"
+        + "".join(f"<td>{_number(n.stage_seconds.get(stage), '{:.1f}')}</td>" for n in runs)
+        + "</tr>"
+        for stage in stages
+    ]
+    rows += [
+        f"<tr><td><b>{esc(name)}</b></td>"
+        + "".join(f"<td class='diff'>{esc(value_text(v))}</td>" for v in values)
+        + "</tr>"
+        for name, values in comparison.differing.items()
+    ]
+    return (
+        f'<table class="pico-table pico-run-compare"><tr><th>Run</th>{head}</tr>'
+        f"{''.join(rows)}</table>"
+    )
+
+
+def match_text(comparison: RunComparison, runs: list[RunNumbers]) -> str:
+    """The overlay's legend with matched / only-A / only-B counts and trace correlation."""
+    match = comparison.match
+    if match is None:
+        return '<div class="pico-muted">The first two runs need finished results to overlay.</div>'
+    a, b = runs[0], runs[1]
+    corr = "—" if match.trace_correlation is None else f"{match.trace_correlation:.2f}"
+    return (
+        f'<div class="pico-match"><span style="color:#c800a0">■ run {a.number} of '
+        f"{esc(a.name)} (A)</span> · <span style='color:#00a050'>■ run {b.number} of "
+        f"{esc(b.name)} (B)</span><br><b class='pico-matched'>{match.matched}</b> matched · "
+        f"<b class='pico-only-a'>{match.only_a}</b> only in A · "
+        f"<b class='pico-only-b'>{match.only_b}</b> only in B · "
+        f"median trace correlation of matched cells <b>{corr}</b></div>"
+    )
+
+
+class CompareView(w.VBox):
+    """Pick two or more experiments (or runs) and see what differs, in values and results."""
+
+    def __init__(
+        self,
+        experiment_ids: list[int] | None = None,
+        lab: Lab | None = None,
+        run_ids: list[int] | None = None,
+    ) -> None:
         self.lab = lab or default_lab()
         self.ids = w.Text(
             placeholder="experiment ids, e.g. 3, 7, 12", layout=w.Layout(width="260px")
@@ -45,6 +114,11 @@ class CompareView(w.VBox):
         button = w.Button(description="Compare", icon="columns", button_style="primary")
         button.on_click(lambda _: self.compare(self._typed_ids()))
         self.table = w.HTML()
+        self.run_pickers = styled(w.HBox(), "pico-toolbar")
+        self.run_table = w.HTML()
+        self.overlay = styled(w.Image(format="png", layout=w.Layout(width="512px")), "pico-overlay")
+        self.overlay.layout.display = "none"
+        self.match = w.HTML()
         self.messages = MessageBar()
         super().__init__(
             [
@@ -52,11 +126,18 @@ class CompareView(w.VBox):
                 heading("Compare experiments"),
                 styled(w.HBox([self.ids, button]), "pico-toolbar"),
                 self.table,
+                heading("Compare runs", 3),
+                self.run_pickers,
+                self.run_table,
+                self.match,
+                self.overlay,
                 self.messages,
             ]
         )
         styled(self, "pico", "pico-compare")
-        if experiment_ids:
+        if run_ids:
+            self.compare_runs(run_ids)
+        elif experiment_ids:
             self.compare(experiment_ids)
 
     def _typed_ids(self) -> list[int]:
@@ -93,3 +174,64 @@ class CompareView(w.VBox):
         self.table.value = (
             f'<table class="pico-table"><tr><th>Differs</th>{head}</tr>{body}</table>'
         )
+        latest = [self._latest_finished(e.id) for e in experiments]
+        self._offer_runs([r for r in latest if r is not None])
+
+    def _latest_finished(self, experiment_id: int) -> RunRecord | None:
+        """The run an analyst means by default: the newest one that has finished."""
+        runs = [r for r in self.lab.runs(experiment_id) if not r.active]
+        return runs[-1] if runs else None
+
+    def _offer_runs(self, chosen: list[RunRecord]) -> None:
+        """One run picker per compared slot (any run of that experiment), then compare them."""
+        pickers = []
+        for run in chosen:
+            options = [
+                (f"exp {run.experiment_id} · run {r.number} ({r.status})", r.id)
+                for r in reversed(self.lab.runs(run.experiment_id))
+                if not r.active
+            ]
+            picker = w.Dropdown(options=options, value=run.id, layout=w.Layout(width="260px"))
+            picker.observe(lambda _: self._runs_picked(), "value")
+            pickers.append(picker)
+        self.run_pickers.children = pickers
+        self._runs_picked()
+
+    def _runs_picked(self) -> None:
+        ids = [p.value for p in self.run_pickers.children]
+        if len(ids) >= 2 and len(set(ids)) == len(ids):
+            self._show_runs(ids)
+        else:
+            self.run_table.value = (
+                '<div class="pico-muted">Pick two different finished runs to compare.</div>'
+            )
+            self.match.value = ""
+            self.overlay.layout.display = "none"
+
+    @guarded
+    def compare_runs(self, run_ids: list[int]) -> None:
+        """Compare these runs (of one experiment or several), each with its own picker."""
+        self.messages.clear()
+        runs = [self.lab.get_run(r) for r in dict.fromkeys(run_ids)]
+        if len(runs) < 2:
+            self.messages.error("pick at least two runs to compare")
+            return
+        self.ids.value = ", ".join(str(i) for i in dict.fromkeys(r.experiment_id for r in runs))
+        self.table.value = ""
+        self._offer_runs(runs)
+
+    @guarded
+    def _show_runs(self, run_ids: list[int]) -> None:
+        """The results table, and the first two runs' outlines overlaid with their counts."""
+        comparison = self.lab.compare_runs(run_ids)
+        self.run_table.value = results_table(comparison)
+        self.match.value = match_text(comparison, comparison.runs)
+        if comparison.match is None:
+            self.overlay.layout.display = "none"
+            return
+        try:
+            self.overlay.value = self.lab.overlay_image(run_ids[0], run_ids[1])
+            self.overlay.layout.display = None
+        except ValidationError as exc:  # e.g. frames of different sizes
+            self.overlay.layout.display = "none"
+            self.messages.error(exc)

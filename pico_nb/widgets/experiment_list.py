@@ -21,32 +21,38 @@ if TYPE_CHECKING:
 
 STATUSES = ("created", "queued", "running", "completed", "failed", "cancelled")
 SORTS = {"Newest": "created", "Recently changed": "updated", "Name": "name", "Id": "id"}
-COLUMNS = "32px minmax(140px, 3fr) 100px 48px minmax(150px, 2fr) 72px minmax(110px, 3fr)"
-HEADERS = ("", "Name", "Status", "Run", "Started", "Duration", "Reason")
+COLUMNS = "32px 44px minmax(140px, 3fr) 100px 48px minmax(150px, 2fr) 72px minmax(110px, 3fr)"
+HEADERS = ("", "Id", "Name", "Status", "Run", "Started", "Duration", "Reason")
+OWNER_COLUMN = " 90px"  # admins see everyone's experiments, so they get an Owner column
 REFRESH_SECONDS = 3.0
 
 
 class ListRow:
     """The widgets of one row, reused from page to page so a refresh only sends what changed."""
 
-    def __init__(self, opened: Callable[[int], None], picked: Callable[[int, bool], None]) -> None:
+    def __init__(
+        self, opened: Callable[[int], None], picked: Callable[[int, bool], None], owner: bool
+    ) -> None:
         self.experiment_id = 0
+        self.owner = owner
         self.pick = w.Checkbox(indent=False, layout=w.Layout(width="28px"))
+        self.id_cell = styled(w.HTML(), "pico-muted")
         self.name = styled(w.Button(layout=w.Layout(width="auto")), "pico-link")
-        self.cells = [w.HTML() for _ in range(5)]
+        self.cells = [w.HTML() for _ in range(6 if owner else 5)]
         self.name.on_click(lambda _: opened(self.experiment_id))
         self.pick.observe(lambda c: picked(self.experiment_id, c["new"]), "value")
         self._filling = False
 
     @property
     def widgets(self) -> list[w.Widget]:
-        return [self.pick, self.name, *self.cells]
+        return [self.pick, self.id_cell, self.name, *self.cells]
 
     def show(self, exp: ExperimentRecord, picked: bool) -> None:
         """Fill the row from a record; unchanged values are not re-sent."""
         self.experiment_id = exp.id
         run = exp.last_run
         self.pick.value = picked
+        self.id_cell.value = str(exp.id)
         self.name.description = exp.name
         self.name.tooltip = f"experiment {exp.id} by {exp.owner}: {exp.description}"[:300]
         values = (
@@ -56,6 +62,8 @@ class ListRow:
             esc(duration(run.duration_seconds if run else None)),
             f'<span class="pico-muted">{esc(run.reason or "") if run else ""}</span>',
         )
+        if self.owner:
+            values = (*values, esc(exp.owner))
         for cell, value in zip(self.cells, values, strict=True):
             cell.value = value
         self.visible(True)
@@ -97,7 +105,9 @@ class ExperimentList(w.VBox):
         self.sort = w.Dropdown(options=list(SORTS.items()), layout=w.Layout(width="160px"))
         self.descending = w.ToggleButton(value=True, icon="sort-amount-desc", tooltip="order")
         self.descending.layout.width = "40px"
-        self.compare_button = w.Button(description="Compare", icon="columns", disabled=True)
+        self.compare_button = w.Button(
+            description="Compare selected", icon="columns", disabled=True
+        )
         self.compare_button.on_click(self._compare_clicked)
         self.prev_button = w.Button(description="Previous", icon="chevron-left")
         self.next_button = w.Button(description="Next", icon="chevron-right")
@@ -106,9 +116,12 @@ class ExperimentList(w.VBox):
         self.pager = styled(w.HTML(), "pico-muted")
         self.messages = MessageBar()
         self.rows: list[ListRow] = []
-        header = [styled(w.HTML(esc(h)), "pico-th") for h in HEADERS]
+        self.admin = admin
+        headers = (*HEADERS, "Owner") if admin else HEADERS
+        columns = COLUMNS + OWNER_COLUMN if admin else COLUMNS
+        header = [styled(w.HTML(esc(h)), "pico-th") for h in headers]
         self.grid = styled(
-            w.GridBox(header, layout=w.Layout(grid_template_columns=COLUMNS)), "pico-grid"
+            w.GridBox(header, layout=w.Layout(grid_template_columns=columns)), "pico-grid"
         )
         self.empty = styled(w.HTML(), "pico-muted")
         toolbar = styled(
@@ -165,7 +178,7 @@ class ExperimentList(w.VBox):
         else:
             self.selected.discard(experiment_id)
         self.compare_button.disabled = len(self.selected) < 2
-        self.compare_button.description = f"Compare ({len(self.selected)})"
+        self.compare_button.description = f"Compare selected ({len(self.selected)})"
 
     def _compare_clicked(self, _: object = None) -> None:
         for callback in self._compared:
@@ -198,7 +211,7 @@ class ExperimentList(w.VBox):
     def _show(self, items: list[ExperimentRecord]) -> None:
         """Fill rows, growing the pool only when a page is longer than any before."""
         while len(self.rows) < len(items):
-            row = ListRow(self._open, self._pick)
+            row = ListRow(self._open, self._pick, self.admin)
             self.rows.append(row)
             self.grid.children = (*self.grid.children, *row.widgets)
         for row, exp in zip(self.rows, items, strict=False):

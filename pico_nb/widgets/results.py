@@ -6,9 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from pico_nb.errors import NotFound
 from pico_nb.schemas import Results
 from pico_nb.text import duration, esc, size
 from pico_nb.widgets import default_lab
+from pico_nb.widgets.routes import file_url
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
 
 if TYPE_CHECKING:
@@ -52,6 +54,8 @@ class ResultsView(w.VBox):
         self.run_id = int(run_id)
         self.numbers = w.HTML()
         self.gallery = styled(w.HBox(), "pico-gallery")
+        self.full_size = w.VBox()
+        self.cells = w.VBox()
         self.files = w.HTML()
         self.messages = MessageBar()
         super().__init__(
@@ -60,6 +64,8 @@ class ResultsView(w.VBox):
                 heading("Results", 3),
                 self.numbers,
                 self.gallery,
+                self.full_size,
+                self.cells,
                 self.files,
                 self.messages,
             ]
@@ -75,6 +81,9 @@ class ResultsView(w.VBox):
             self.numbers.value = esc("Results appear here when the run has finished.")
             return
         results = self.lab.results(self.run_id)
+        if results.note:
+            self.numbers.value = f'<div class="pico-muted">{esc(results.note)}</div>'
+            return
         numbers = key_numbers(results.summary or {})
         self.numbers.value = "".join(
             f'<span class="pico-kpi"><b>{esc(v)}</b><span class="pico-muted">{esc(k)}</span></span>'
@@ -84,6 +93,18 @@ class ResultsView(w.VBox):
             self._figure(image.title, image.path) for image in results.images[:MAX_IMAGES]
         ]
         self.files.value = self._file_table(results)
+        self._show_cells(results)
+
+    def _show_cells(self, results: Results) -> None:
+        """The interactive cell viewer, for runs whose summary lists masks and traces."""
+        from pico_nb.widgets.cells import CellViewer
+
+        if self.cells.children or not results.summary:
+            return
+        try:
+            self.cells.children = (CellViewer(self.run_id, self.lab),)
+        except NotFound:
+            self.cells.children = ()
 
     def _figure(self, title: str, path: str) -> w.Widget:
         """One preview with its caption; an unreadable image becomes its caption and the error."""
@@ -94,7 +115,21 @@ class ResultsView(w.VBox):
         except Exception as exc:
             image = styled(w.HTML(esc(f"cannot show {path}: {exc}")), "pico-field-error")
         caption = styled(w.HTML(esc(title)), "pico-muted")
-        return styled(w.VBox([image, caption]), "pico-figure")
+        opener = styled(w.Button(description="full size", icon="expand"), "pico-link")
+        opener.on_click(lambda _: self._open_full(title, image))
+        return styled(w.VBox([image, w.HBox([caption, opener])]), "pico-figure")
+
+    def _open_full(self, title: str, image: w.Widget) -> None:
+        """One preview at its own size (scrolling if wider than the page), closable."""
+        if not isinstance(image, w.Image):
+            return
+        close = w.Button(description="close", icon="times")
+        close.on_click(lambda _: setattr(self.full_size, "children", ()))
+        big = styled(w.Image(value=image.value, format=image.format), "pico-full-image")
+        self.full_size.children = (
+            styled(w.HBox([heading(title, 3), close]), "pico-toolbar"),
+            styled(w.Box([big], layout=w.Layout(overflow="auto")), "pico-full"),
+        )
 
     @staticmethod
     def _file_table(results: Results) -> str:
@@ -102,7 +137,8 @@ class ResultsView(w.VBox):
         if not results.files:
             return f'<div class="pico-muted">No output files in {esc(results.output_path)}.</div>'
         rows = "".join(
-            f"<tr><td>{esc(f.path)}</td><td>{esc(size(f.size))}</td></tr>"
+            f'<tr><td><a href="{esc(file_url(results.run_id, f.path))}" download>'
+            f"{esc(f.path)}</a></td><td>{esc(size(f.size))}</td></tr>"
             for f in results.files[:MAX_LISTED_FILES]
         )
         more = len(results.files) - MAX_LISTED_FILES

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import quote
 
 LOG_ROUTE = r"/pico-nb/runs/(\d+)/log"
+FILE_ROUTE = r"/pico-nb/runs/(\d+)/files/(.+)"
+
+
+def _prefix() -> str:
+    """The server's prefix: the user's server under a hub, or the root."""
+    return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/").rstrip("/")
 
 
 def download_url(run_id: int) -> str:
     """Where the browser fetches a run's log, under the server's prefix (hub or local)."""
-    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
-    return f"{prefix.rstrip('/')}/pico-nb/runs/{int(run_id)}/log"
+    return f"{_prefix()}/pico-nb/runs/{int(run_id)}/log"
+
+
+def file_url(run_id: int, path: str) -> str:
+    """Where the browser downloads one of a run's output files."""
+    return f"{_prefix()}/pico-nb/runs/{int(run_id)}/files/{quote(path)}"

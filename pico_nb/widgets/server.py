@@ -1,8 +1,10 @@
-"""The one HTTP route widgets need: the whole log of a run as a download, whatever its size."""
+"""The HTTP routes widgets need: a run's whole log, whatever its size, and its output files."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from jupyter_server.base.handlers import JupyterHandler
@@ -10,7 +12,7 @@ from tornado import web
 
 from pico_nb.errors import NotFound, PermissionDenied, PicoError
 from pico_nb.widgets import default_lab
-from pico_nb.widgets.routes import LOG_ROUTE
+from pico_nb.widgets.routes import FILE_ROUTE, LOG_ROUTE
 
 if TYPE_CHECKING:
     from pico_nb.lab import Lab
@@ -55,12 +57,35 @@ class LogDownloadHandler(JupyterHandler):
         self.finish()
 
 
+class FileDownloadHandler(LogDownloadHandler):
+    """One output file of a run, read through the Lab (inside the run folder, size-capped)."""
+
+    @web.authenticated
+    async def get(self, run_id: str, path: str) -> None:  # type: ignore[override]
+        lab = self.lab_factory()
+        try:
+            data = lab.result_file(int(run_id), path)
+        except (NotFound, PermissionDenied) as exc:
+            raise web.HTTPError(404, str(exc)) from None
+        except PicoError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", PurePosixPath(path).name) or "file"
+        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.finish(data)
+
+
 def handlers(
     base_url: str, lab_factory: Callable[[], Lab]
 ) -> list[tuple[str, type, dict[str, Any]]]:
-    """Tornado routes for the log download, for Voila and for a Jupyter server alike."""
-    route = base_url.rstrip("/") + LOG_ROUTE
-    return [(route, LogDownloadHandler, {"lab_factory": lab_factory})]
+    """Tornado routes for the downloads, for Voila and for a Jupyter server alike."""
+    base = base_url.rstrip("/")
+    factory = {"lab_factory": lab_factory}
+    return [
+        (base + LOG_ROUTE, LogDownloadHandler, factory),
+        (base + FILE_ROUTE, FileDownloadHandler, factory),
+    ]
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:

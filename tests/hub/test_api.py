@@ -61,6 +61,14 @@ def test_isolation(hub: Hub, experiment: Any, tmp_path: Path) -> None:
         ("GET", f"runs/{rid}/log/follow", None),
         ("GET", f"runs/{rid}/results", None),
         ("GET", f"runs/{rid}/file?path=done.txt", None),
+        ("GET", f"runs/{rid}/cells", None),
+        ("POST", f"runs/{rid}/traces", {"cells": [1]}),
+        ("GET", f"runs/{rid}/image", None),
+        ("GET", f"runs/{rid}/curation", None),
+        ("PUT", f"runs/{rid}/curation", {"rejected": []}),
+        ("POST", f"runs/{rid}/export", {"format": "csv"}),
+        ("POST", "compare", {"run_ids": [rid, rid + 10_000]}),
+        ("GET", f"overlay?run_a={rid}&run_b={rid}", None),
     ]
     for method, path, body in refused:
         answer = hub.call("bob", method, path, body)
@@ -194,6 +202,9 @@ def test_remote_lab_matches_lab(hub: Hub, tmp_path: Path) -> None:
     chunk = lab.read_log(run.id)
     assert isinstance(chunk, LogChunk) and "finished" in chunk.text and chunk.finished
     assert lab.result_file(run.id, "done.txt") == b"ok"
+    assert lab.curation(run.id).rejected == []
+    with pytest.raises(NotFound):  # the test pipeline wrote no cells
+        lab.cells(run.id)
     assert [r.id for r in lab.runs(exp.id)] == [run.id]
     clone = lab.clone_experiment(exp.id, name="remote copy", output_path=str(hub.data / "out/rc"))
     assert clone.parent_id == exp.id

@@ -45,6 +45,16 @@ def write_preview(out: Path) -> None:
     (out / "summary.json").write_text(json.dumps(summary))
 
 
+def compare_both(page: Page) -> None:
+    """From a detail view back to the list, tick both experiments and compare them."""
+    page.get_by_role("button", name="All experiments").click()
+    rows = page.locator(".pico-list .widget-checkbox input")
+    expect(rows).to_have_count(2)
+    rows.nth(0).check()
+    rows.nth(1).check()
+    page.get_by_role("button", name="Compare selected (2)").click()
+
+
 def test_analyst_day(page: Page, served, screenshot) -> None:
     gate = served.data / "gate"
     out = served.data / "results"
@@ -93,9 +103,14 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
     page.locator(".pico-run").get_by_role("button", name="Stop").click()
     expect(page.locator(".pico-run .pico-h3")).to_contain_text("cancelled", timeout=30_000)
 
-    write_preview(out)
-    gate.touch()
     button(page, "Run").click()
+    expect(page.locator(".pico-history tr")).to_have_count(3)
+    expect(page.locator(".pico-run .pico-h3")).to_contain_text("Run 2")
+    expect(page.locator(".pico-run .pico-log")).to_contain_text("waiting", timeout=30_000)
+    run = served.lab.runs(exp.id)[-1]
+    assert run.number == 2 and run.output_path == str(out / "run-0002")
+    write_preview(Path(run.output_path))  # what a pipeline leaves in the run's own folder
+    gate.touch()
     expect(page.locator(".pico-run .pico-h3")).to_contain_text("completed", timeout=30_000)
     expect(page.locator(".pico-history tr")).to_have_count(3)
     expect(page.locator(".pico-history")).to_contain_text("cancelled")
@@ -106,6 +121,10 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
         page.get_by_text("Download log").click()
     log = Path(download.value.path()).read_text()
     assert "fake pipeline pid" in log and "finished: completed" in log
+    page.locator(".pico-results summary").filter(has_text="Output files").click()
+    with page.expect_download() as download:
+        page.locator(".pico-results a").filter(has_text="done.txt").click()
+    assert Path(download.value.path()).read_text() == "ok"
     button(page, "Copy").click()
     expect(button(page, "Copied")).to_be_visible()
     assert "finished" in page.evaluate("navigator.clipboard.readText()")
@@ -119,13 +138,8 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
         params={"lines": 40},
         output_path=str(served.data / "results2"),
     )
-    page.get_by_role("button", name="All experiments").click()
-    rows = page.locator(".pico-list .widget-checkbox input")
-    expect(rows).to_have_count(2)
-    rows.nth(0).check()
-    rows.nth(1).check()
-    page.get_by_role("button", name="Compare (2)").click()
-    compare = page.locator(".pico-compare table")
+    compare_both(page)
+    compare = page.locator(".pico-compare table").first
     expect(compare).to_contain_text("lines")
     expect(compare).to_contain_text(other.name)
     screenshot("06-compare")
@@ -142,3 +156,62 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
     while served.kernels():
         assert time.monotonic() < deadline, "the left page's kernel is still running"
         time.sleep(0.1)
+
+
+def test_cells_curation_and_compare_in_the_dashboard(page: Page, served, screenshot) -> None:
+    """Click a cell, see its trace, reject it, reload, and compare two runs' cells."""
+    from pico_nb import cells
+
+    lab = served.lab
+    inputs = str(served.data / "input")
+    first = lab.create_experiment("Cells A", inputs, str(served.data / "a"), params={"cells": 12})
+    second = lab.clone_experiment(
+        first.id, "Cells B", params={"cell_seed": 1}, output_path=str(served.data / "b")
+    )
+    runs = []
+    for exp in (first, second):
+        run = lab.run_experiment(exp.id)
+        assert lab.wait(run.id, timeout=120).status == "completed"
+        runs.append(lab.get_run(run.id))
+    open_app(page, served.url)
+    page.get_by_role("button", name="Cells A").click()
+    viewer = page.locator(".pico-cells")
+    expect(viewer).to_contain_text("Cells (12)", timeout=30_000)
+    dots = viewer.locator(".bqplot .dot")
+    expect(dots).to_have_count(12)
+    dots.nth(2).click(force=True)
+    caption = viewer.locator(".pico-trace-captions")
+    expect(caption).to_contain_text("cell #3")
+    expect(caption).to_contain_text("SNR")
+    expect(viewer.locator(".pico-traces")).to_contain_text("time (s)")
+    screenshot("09-cell-trace")
+    page.set_viewport_size({"width": 800, "height": 900})
+    box = viewer.locator(".bqplot").first.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 800  # the image fits a narrow window
+    screenshot("09-cell-trace-800px")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    button(page, "Reject").click()
+    expect(caption).to_contain_text("rejected")
+    button(page, "Save").click()
+    expect(viewer.locator(".pico-curation-status")).to_contain_text("11 of 12 cells accepted")
+    expect(viewer.locator(".pico-curation-status")).to_contain_text("saved by")
+    assert lab.curation(runs[0].id).rejected == [3]
+
+    page.reload()
+    expect(page.locator(".pico-dashboard")).to_be_visible(timeout=60_000)
+    page.get_by_role("button", name="Cells A").click()
+    listed = page.locator(".pico-cell-list option").filter(has_text="#3 ")
+    expect(listed).to_contain_text("rejected", timeout=30_000)
+    compare_both(page)
+    table = page.locator(".pico-run-compare")
+    expect(table).to_contain_text("cells accepted")
+    expect(table.locator("tr").filter(has_text="cells accepted")).to_contain_text("11")
+    on_disk = cells.match(
+        cells.open_run(Path(runs[0].output_path)), cells.open_run(Path(runs[1].output_path))
+    )
+    match = page.locator(".pico-match")
+    expect(match.locator(".pico-matched")).to_have_text(str(len(on_disk.pairs)))
+    expect(match.locator(".pico-only-a")).to_have_text(str(on_disk.only_a))
+    expect(match.locator(".pico-only-b")).to_have_text(str(on_disk.only_b))
+    expect(page.locator(".pico-overlay")).to_be_visible()
+    screenshot("10-compare-runs")

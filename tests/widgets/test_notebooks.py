@@ -43,7 +43,7 @@ def analyst_env(
     monkeypatch.setenv("PICO_NB_PIPELINE_SPEC", str(settings.pipeline_spec))
     monkeypatch.setenv("PICO_NB_HEARTBEAT_SECONDS", "0.5")
     monkeypatch.setenv("PICO_TOUR_INPUT", str(frames))
-    monkeypatch.setenv("PICO_TOUR_PARAMS", json.dumps({"lines": 4, "tqdm_steps": 5}))
+    monkeypatch.setenv("PICO_TOUR_PARAMS", json.dumps({"lines": 4, "tqdm_steps": 5, "cells": 12}))
     return settings
 
 
@@ -53,7 +53,10 @@ def test_tour_runs(analyst_env: Settings, tmp_path: Path) -> None:
     text = "".join(out.get("text", "") for cell in nb.cells for out in cell.get("outputs", []))
     assert "name: " in text and "no_such_flag: unknown parameter" in text
     assert "completed · exit code 0" in text
-    assert widget_outputs(nb) >= 7
+    assert "12 cells, 200 frames at 10.0 Hz" in text and "exported to" in text
+    assert widget_outputs(nb) >= 8
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert errors == []
 
 
 def test_dashboard_notebook_builds_the_app(analyst_env: Settings, tmp_path: Path) -> None:

@@ -146,13 +146,16 @@ def test_results_gallery_and_plain_files(lab: Lab, make_experiment) -> None:
     run = lab.wait(lab.run_experiment(exp.id).id, timeout=30)
     view = ResultsView(run.id, lab)
     assert "done.txt" in view.files.value and not view.gallery.children
-    write_results(Path(exp.output_path))
+    write_results(Path(run.output_path))
     view.refresh()
     assert "42" in view.numbers.value and "1m 15s" in view.numbers.value
     assert "256 × 256" in view.numbers.value
     figure = view.gallery.children[0]
     assert bytes(figure.children[0].value).startswith(b"\x89PNG")
-    assert "mean &lt;image&gt;" in figure.children[1].value
+    caption, opener = figure.children[1].children
+    assert "mean &lt;image&gt;" in caption.value
+    opener.click()
+    assert view.full_size.children[1].children[0].value == figure.children[0].value
 
 
 def test_resources_degrade_without_gpus(

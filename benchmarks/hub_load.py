@@ -1,0 +1,345 @@
+"""The lab server under load, through its proxy the way browsers reach it (loopback only).
+
+Starts a real `pico-nb hub` (JupyterHub, the Node proxy, the pico service; SQLite, local runs)
+in a temporary folder with five members, then for each follower count (default 100, 200):
+starts 20 runs of the test pipeline that print a timestamped line every 50 ms (600 lines), opens
+the followers on `/services/pico/api/runs/ID/log/follow` spread over the runs and members, and
+while they stream, probes login (`GET /hub/login`), `whoami` and starting a run. It prints the
+per-line latency (printed -> parsed by the follower) p50/p95/max, lines missed, errors by status,
+CPU and RSS of the service and the proxy, probe latencies, and run-start latency. Last, 50 API
+clients call `GET /experiments` for a fixed time, through the proxy and straight to the service.
+Everything is bounded in count and time and stops by itself.
+
+Goals (issue 19): with 200 followers, line p95 < 500 ms, 0 missed, 0 errors, login and API
+p95 < 200 ms meanwhile, run start < 500 ms; `GET /experiments` >= 300 req/s at p95 < 200 ms.
+
+    .venv/bin/python benchmarks/hub_load.py [--followers 100,200] [--lines 600] [--api-seconds 15]
+        [--service-processes 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psutil
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "hub")]
+from pico_nb.lab import Lab  # noqa: E402
+from pico_nb.settings import load_settings  # noqa: E402
+
+from lab_server import Hub, start_hub  # noqa: E402
+
+RUNS = 20
+TICK_SECONDS = 0.05
+MEMBERS = ("alice", "bob", "carol", "dave", "erin")
+EXTRA = {"dave": "dave-secret-44", "erin": "erin-secret-55"}
+PHASE_TIMEOUT = 300.0
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile in milliseconds (nearest rank); nan when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return 1000 * ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def summary(values: list[float]) -> str:
+    """Percentiles as one printed phrase."""
+    return (
+        f"p50 {pct(values, 50):.0f} ms, p95 {pct(values, 95):.0f} ms, max {pct(values, 100):.0f} ms"
+    )
+
+
+def listeners(port: int) -> list[psutil.Process]:
+    """The processes accepting connections on a local port (several service processes share)."""
+    found = {
+        c.pid
+        for c in psutil.net_connections("tcp")
+        if c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
+    }
+    if not found:
+        raise RuntimeError(f"nothing listens on {port}")
+    return [psutil.Process(pid) for pid in sorted(found)]
+
+
+class Usage:
+    """CPU share (of one core) and RSS of some processes, summed, between start and report."""
+
+    def __init__(self, processes: list[psutil.Process]) -> None:
+        self.processes = processes
+        self.cpu = self._cpu()
+        self.at = time.monotonic()
+        self.rss_max = self._rss()
+
+    def _cpu(self) -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in self.processes)
+
+    def _rss(self) -> int:
+        return sum(p.memory_info().rss for p in self.processes)
+
+    def sample(self) -> None:
+        self.rss_max = max(self.rss_max, self._rss())
+
+    def report(self) -> str:
+        cpu = (self._cpu() - self.cpu) / (time.monotonic() - self.at)
+        return (
+            f"{len(self.processes)} process(es), CPU {100 * cpu:.0f} % of a core, "
+            f"RSS max {self.rss_max / 2**20:.0f} MiB"
+        )
+
+
+class Stream:
+    """One follower's server-sent events, parsed as they arrive."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.ticks: set[int] = set()
+        self.latencies: list[float] = []
+        self.connected = asyncio.Event()
+        self.ended = False
+        self.resumed = 0
+
+    def feed(self, chunk: bytes) -> None:
+        """Parse whole events from what arrived; time each tick line against its print time."""
+        now = time.time()
+        self.buf += chunk
+        while b"\n\n" in self.buf:
+            block, self.buf = self.buf.split(b"\n\n", 1)
+            for raw in block.split(b"\n"):
+                if raw.startswith(b"event: end"):
+                    self.ended = True
+                elif raw.startswith(b"event: resume"):
+                    self.resumed += 1
+                elif raw.startswith(b"data: {"):
+                    line = json.loads(raw[6:]).get("line") or ""
+                    if line == "waiting":
+                        self.connected.set()
+                    elif line.startswith("tick "):
+                        _, n, printed = line.split()
+                        self.ticks.add(int(n))
+                        self.latencies.append(now - float(printed))
+
+
+class Bench:
+    def __init__(self, hub: Hub, args: argparse.Namespace) -> None:
+        self.hub, self.args = hub, args
+        self.client = AsyncHTTPClient()
+        self.tokens = {m: hub.token(m) for m in MEMBERS}
+        self.experiments: dict[str, list[int]] = {m: [] for m in MEMBERS}
+        self.probe_experiment = 0
+
+    def request(self, user: str, method: str, path: str, straight: bool = False, **kw: Any) -> Any:
+        """A pico API request as a member, through the proxy unless ``straight``."""
+        base = self.hub.service_url() + "api/" if straight else f"{self.hub.api}/"
+        headers = {"Authorization": f"token {self.tokens[user]}"}
+        return HTTPRequest(base + path, method=method, headers=headers, connect_timeout=60, **kw)
+
+    async def call(self, user: str, method: str, path: str, body: Any = None) -> Any:
+        """One API call that must succeed; its JSON answer."""
+        data = None if body is None else json.dumps(body)
+        if method == "POST" and data is None:
+            data = ""
+        answer = await self.client.fetch(
+            self.request(user, method, path, body=data, request_timeout=120), raise_error=False
+        )
+        if answer.code >= 400:
+            raise RuntimeError(f"{method} {path}: {answer.code} {answer.body[:200]!r}")
+        return json.loads(answer.body) if answer.body else None
+
+    async def setup(self, gates: Path) -> None:
+        """Four experiments per member, each printing its ticks once its gate file exists."""
+        for i in range(RUNS):
+            member = MEMBERS[i % len(MEMBERS)]
+            body = {
+                "name": f"load {i}",
+                "input_path": str(self.hub.data / "frames"),
+                "output_path": str(self.hub.data / "out" / f"load{i}"),
+                "params": {
+                    "lines": 0,
+                    "wait_file": str(gates / f"gate{i}"),
+                    "ticks": self.args.lines,
+                    "tick_seconds": TICK_SECONDS,
+                },
+            }
+            self.experiments[member].append(
+                (await self.call(member, "POST", "experiments", body))["id"]
+            )
+        probe = {
+            "name": "probe",
+            "input_path": str(self.hub.data / "frames"),
+            "output_path": str(self.hub.data / "out" / "probe"),
+            "params": {"lines": 1},
+        }
+        self.probe_experiment = (await self.call("alice", "POST", "experiments", probe))["id"]
+
+    async def start_run(self) -> float:
+        """Seconds to start the probe run (its answer), after the previous one ended."""
+        started = time.monotonic()
+        run = await self.call("alice", "POST", f"experiments/{self.probe_experiment}/run")
+        took = time.monotonic() - started
+        while (await self.call("alice", "GET", f"runs/{run['id']}"))["status"] in (
+            "queued",
+            "running",
+        ):
+            await asyncio.sleep(0.1)
+        return took
+
+    async def follow(self, user: str, run_id: int, stream: Stream, errors: Counter[str]) -> None:
+        """One follower until its run ends; a refusal or a cut stream is counted as an error."""
+        request = self.request(
+            user,
+            "GET",
+            f"runs/{run_id}/log/follow",
+            streaming_callback=stream.feed,
+            request_timeout=PHASE_TIMEOUT,
+        )
+        answer = await self.client.fetch(request, raise_error=False)
+        if answer.code != 200:
+            errors[str(answer.code)] += 1
+            stream.connected.set()
+        elif not stream.ended:
+            errors["stream cut" if not stream.resumed else "resume"] += 1
+
+    async def probes(self, until: asyncio.Event) -> dict[str, list[float]]:
+        """Login page, whoami and a run start, one after another until the phase ends."""
+        times: dict[str, list[float]] = {"login": [], "whoami": [], "run start": []}
+        n = 0
+        while not until.is_set():
+            started = time.monotonic()
+            page = await self.client.fetch(f"{self.hub.url}/hub/login", raise_error=False)
+            times["login"].append(time.monotonic() - started)
+            assert page.code == 200, page.code
+            started = time.monotonic()
+            await self.call("bob", "GET", "whoami")
+            times["whoami"].append(time.monotonic() - started)
+            if n % 5 == 0:
+                times["run start"].append(await self.start_run())
+            n += 1
+            await asyncio.sleep(0.2)
+        return times
+
+    async def phase(self, followers: int, gates: Path) -> None:
+        """Start the runs, attach the followers, release the runs and measure until all end."""
+        print(f"\n== {followers} followers on {RUNS} runs x {self.args.lines} lines ==", flush=True)
+        for gate in gates.glob("gate*"):
+            gate.unlink()
+        runs: list[tuple[str, int]] = []
+        for member, experiments in self.experiments.items():
+            for eid in experiments:
+                run = await self.call(member, "POST", f"experiments/{eid}/run")
+                runs.append((member, run["id"]))
+        streams = [Stream() for _ in range(followers)]
+        errors: Counter[str] = Counter()
+        tasks = [
+            asyncio.ensure_future(self.follow(*runs[i % len(runs)], streams[i], errors))
+            for i in range(followers)
+        ]
+        await asyncio.wait_for(
+            asyncio.gather(*(s.connected.wait() for s in streams)), PHASE_TIMEOUT
+        )
+        service = Usage(listeners(self.hub.service_port))
+        proxy = Usage(listeners(self.hub.port))
+        done = asyncio.Event()
+        probing = asyncio.ensure_future(self.probes(done))
+        for i in range(RUNS):
+            (gates / f"gate{i}").write_text("go")
+        finished = asyncio.gather(*tasks)
+        while not finished.done():
+            service.sample()
+            proxy.sample()
+            await asyncio.wait([finished], timeout=1.0)
+        done.set()
+        probes = await probing
+        latencies = [x for s in streams for x in s.latencies]
+        missed = followers * self.args.lines - sum(len(s.ticks) for s in streams)
+        print(f"lines: {len(latencies)} received, {missed} missed; latency {summary(latencies)}")
+        print(f"errors by status: {dict(errors) or 'none'}")
+        print(f"service: {service.report()}")
+        print(f"proxy:   {proxy.report()}")
+        for name, values in probes.items():
+            print(f"{name} under load ({len(values)}): {summary(values)}")
+
+    async def api(self, straight: bool) -> None:
+        """50 clients calling GET /experiments as fast as they get answers, for a fixed time."""
+        deadline = time.monotonic() + self.args.api_seconds
+        times: list[float] = []
+        errors: Counter[int] = Counter()
+
+        async def client(i: int) -> None:
+            user = MEMBERS[i % len(MEMBERS)]
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                request = self.request(
+                    user, "GET", "experiments?limit=50", straight, request_timeout=60
+                )
+                answer = await self.client.fetch(request, raise_error=False)
+                times.append(time.monotonic() - started)
+                if answer.code != 200:
+                    errors[answer.code] += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(client(i) for i in range(self.args.api_clients)))
+        rate = len(times) / (time.monotonic() - started)
+        where = "straight to the service" if straight else "through the proxy"
+        print(
+            f"GET /experiments, {self.args.api_clients} clients, {where}: {rate:.0f} req/s, "
+            f"{summary(times)}, errors {dict(errors) or 'none'}"
+        )
+
+
+async def main(args: argparse.Namespace) -> None:
+    """Start the hub, run the phases, print the figures, stop the hub."""
+    AsyncHTTPClient.configure(None, max_clients=1000)
+    root = Path(tempfile.mkdtemp(prefix="pico-hub-load-"))
+    started = time.monotonic()
+    hub = start_hub(
+        root,
+        MAX_CONCURRENT_RUNS=str(RUNS + 2),
+        MAX_STREAMS_PER_USER="100",
+        SERVICE_PROCESSES=str(args.service_processes),
+        HEARTBEAT_SECONDS="2",
+    )
+    try:
+        operator = Lab.operator(settings=load_settings(root / "home"))
+        for name, password in EXTRA.items():
+            operator.add_user(name, password)
+        assert hub.hub_api("POST", "users", {"usernames": list(EXTRA)}).status == 201
+        print(f"hub up in {time.monotonic() - started:.1f} s; load average {os.getloadavg()}")
+        bench = Bench(hub, args)
+        gates = root / "gates"
+        gates.mkdir()
+        await bench.setup(gates)
+        print("idle run start: " + summary([await bench.start_run() for _ in range(5)]))
+        for followers in args.followers:
+            await bench.phase(followers, gates)
+            print(f"load average {os.getloadavg()}", flush=True)
+        print(f"\n== API with {RUNS * len(args.followers)} runs recorded ==")
+        await bench.api(straight=False)
+        await bench.api(straight=True)
+        print(f"load average {os.getloadavg()}")
+    finally:
+        hub.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--followers", default="100,200", type=lambda s: [int(x) for x in s.split(",")]
+    )
+    parser.add_argument("--lines", type=int, default=600)
+    parser.add_argument("--api-clients", type=int, default=50)
+    parser.add_argument("--api-seconds", type=float, default=15.0)
+    parser.add_argument("--service-processes", type=int, default=1)
+    asyncio.run(main(parser.parse_args()))
