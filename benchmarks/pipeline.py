@@ -1,11 +1,19 @@
-"""Benchmark of the built-in pipeline on generated demo movies.
+"""Benchmark of the built-in pipeline on generated two-photon and one-photon demo movies.
 
-    python benchmarks/pipeline.py [--quick] [--repeat N] [--sizes 512 1000]
+    python benchmarks/pipeline.py [--quick] [--repeat N] [--sizes 512 1000] [--seeds 101 102]
+        [--modes two-photon one-photon] [--cell-diameter 7] [--baseline OLD] [--long 30000]
 
-Generates (or reuses, under benchmarks/data/, which git ignores) a 512×512×2000 and a
-1000×1000×2000 frame_N.jpg movie, runs `python -m pico_nb.pipeline` on each as a real
-subprocess, and prints frames per second, per-stage seconds (wall and CPU), peak RSS and
-the scores against ground truth. With --repeat, figures are medians over the runs.
+Generates (or reuses, under benchmarks/data/, which git ignores) frame_N.jpg movies with
+held-out seeds (no test uses them), runs `python -m pico_nb.pipeline` on each as a real
+subprocess and prints, per movie: F1, precision and recall of the neurons, registration
+RMS error, bad frames found and false alarms, wall time, peak RSS and per-stage seconds.
+When a run suggests other parameters, the suggested clone is run and scored too.
+
+--baseline runs the same movies with an older checkout's pico_nb (e.g. one made with
+`git archive main | tar -x -C /tmp/old`) in the same session and prints the ratios, so a
+loaded machine still gives a fair comparison. --long N runs an N-frame TIFF movie of the
+first size next to a --frames one and prints peak RSS and time per frame for both
+(`--sizes 512 --long 30000` is the 30-minute session).
 """
 
 from __future__ import annotations
@@ -18,94 +26,181 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pico_nb.pipeline import score, synthetic
 
 DATA = Path(__file__).resolve().parent / "data"
-GOALS = {512: (25.0, 2.0), 1000: (None, 4.0)}
+GOALS = {"f1": 0.97, "registration_px": 0.1, "rss_gb_long": 2.0}
 
 
-def movie(size: int, frames: int) -> Path:
-    """The demo movie for this size, generated once and reused."""
-    folder = DATA / f"demo_{size}x{size}x{frames}"
+@dataclass
+class Result:
+    """One pipeline run: wall seconds, peak RSS (GB), summary.json and its score."""
+
+    wall: float
+    rss: float
+    summary: dict[str, Any]
+    score: dict[str, Any]
+
+
+def movie(
+    mode: str,
+    size: int,
+    frames: int,
+    seed: int,
+    fmt: str = "jpg",
+    diameter: float = synthetic.DEFAULT_DIAMETER,
+) -> Path:
+    """The demo movie for these settings, generated once and reused."""
+    cells = "" if diameter == synthetic.DEFAULT_DIAMETER else f"_cells{diameter:g}"
+    folder = DATA / f"{mode}_{size}x{size}x{frames}_seed{seed}{cells}_{fmt}"
     if not (folder / "ground_truth.npz").exists():
         started = time.perf_counter()
-        synthetic.generate(folder, size=(size, size), frames=frames, seed=0)
+        synthetic.generate(
+            folder,
+            size=(size, size),
+            frames=frames,
+            seed=seed,
+            fmt=fmt,
+            mode=mode,
+            diameter=diameter,
+        )
         print(f"generated {folder.name} in {time.perf_counter() - started:.1f}s", flush=True)
-    return folder
+    return folder / "movie.tif" if fmt == "tiff" else folder
 
 
-def run_once(data: Path, out: Path, size: int) -> tuple[float, float, dict]:
-    """One pipeline run: (wall seconds, peak RSS in GB, summary.json)."""
+def run_once(
+    data: Path, out: Path, size: int, flags: list[str], code: Path | None = None
+) -> Result:
+    """One pipeline run as a subprocess, with an older checkout's code when given."""
     shutil.rmtree(out, ignore_errors=True)
-    command = [
-        sys.executable,
-        "-m",
-        "pico_nb.pipeline",
-        "--data_path",
-        str(data),
-        "--out_path",
-        str(out),
-        "--crop_parameter",
-        "0",
-        "0",
-        str(size),
-        str(size),
-    ]
+    command = [sys.executable, "-m", "pico_nb.pipeline", "--data_path", str(data)]
+    command += ["--out_path", str(out), "--crop_parameter", "0", "0", str(size), str(size)]
+    env = dict(os.environ)
+    if code is not None:  # ahead of the installed pico_nb; the working folder comes first
+        env["PYTHONPATH"] = str(code)
     started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [*command, *flags],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=code or DATA,
+    )
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"pipeline failed: {child.stderr.read().decode()}")
     summary = json.loads((out / "summary.json").read_text())
-    return wall, usage.ru_maxrss / 2**20, summary
+    truth = (data if data.is_dir() else data.parent) / "ground_truth.npz"
+    return Result(wall, usage.ru_maxrss / 2**20, summary, score.score(out, truth))
 
 
-def bench(size: int, frames: int, repeat: int) -> None:
-    """Run, repeat, and print the figures for one movie size."""
-    data = movie(size, frames)
-    out = DATA / "runs" / f"{size}"
-    runs = [run_once(data, out, size) for _ in range(repeat)]
-    wall = statistics.median(r[0] for r in runs)
-    rss = statistics.median(r[1] for r in runs)
-    stages = runs[0][2]["stage_seconds"]
-    print(f"\n=== {size}×{size}×{frames} frame_N.jpg ({repeat} run{'s' * (repeat > 1)}) ===")
-    print(f"end to end: {wall:.1f} s  ({frames / wall:.0f} frames/s), peak RSS {rss:.2f} GB")
-    goal_s, goal_gb = GOALS.get(size, (None, None))
-    if goal_s:
-        print(f"  goal: under {goal_s:.0f} s -> {'met' if wall < goal_s else 'NOT met'}")
-    if goal_gb:
-        print(f"  goal: peak RSS under {goal_gb:.0f} GB -> {'met' if rss < goal_gb else 'NOT met'}")
-    print("stage               wall s   cpu s")
-    for name in stages:
-        walls = [r[2]["stage_seconds"][name] for r in runs]
-        cpus = [r[2].get("stage_cpu_seconds", {}).get(name, 0.0) for r in runs]
-        print(f"  {name:<28}{statistics.median(walls):7.2f} {statistics.median(cpus):7.2f}")
-    cpu_total = statistics.median(sum(r[2].get("stage_cpu_seconds", {}).values()) for r in runs)
-    print(f"  {'all stages, CPU seconds':<28}{'':7} {cpu_total:7.2f}")
-    print(score.format_report(score.score(out, data / "ground_truth.npz")))
+def report(title: str, runs: list[Result]) -> None:
+    """Medians of the runs' figures, per-stage seconds, and which goals hold."""
+    first = runs[0]
+    wall = statistics.median(r.wall for r in runs)
+    rss = statistics.median(r.rss for r in runs)
+    frames = first.summary["frames"]
+    centre = first.score["centre"]
+    reg = first.score.get("registration_error_px", {}).get("rms", float("nan"))
+    bad = first.score.get("bad_frames", {"found": [], "true": [], "missed": [], "false_alarms": []})
+    print(f"\n=== {title} ({len(runs)} run{'s' * (len(runs) > 1)}) ===")
+    print(
+        f"F1 {centre['f1']:.3f}  precision {centre['precision']:.3f}  recall "
+        f"{centre['recall']:.3f}  ({first.score['neurons_found']} found, "
+        f"{first.score['neurons_true']} true)"
+    )
+    print(
+        f"registration RMS {reg:.3f} px; bad frames {len(bad['found'])} found of "
+        f"{len(bad['true'])}, {len(bad['false_alarms'])} false"
+    )
+    print(f"wall {wall:.1f} s ({frames / wall:.0f} frames/s), peak RSS {rss:.2f} GB")
+    checks = {
+        f"F1 ≥ {GOALS['f1']}": centre["f1"] >= GOALS["f1"],
+        f"registration ≤ {GOALS['registration_px']} px": reg <= GOALS["registration_px"],
+        "every bad frame found, none false": not bad["missed"] and not bad["false_alarms"],
+    }
+    print("goals: " + "; ".join(f"{k} {'met' if ok else 'NOT met'}" for k, ok in checks.items()))
+    size = first.summary.get("cell_size") or {}
+    if size.get("diameter_px"):
+        print(f"cell diameter measured: {size['diameter_px']:.1f} px")
+    print("  stage                          wall s   cpu s")
+    for name in first.summary["stage_seconds"]:
+        walls = statistics.median(r.summary["stage_seconds"][name] for r in runs)
+        cpus = statistics.median(r.summary["stage_cpu_seconds"].get(name, 0) for r in runs)
+        print(f"  {name:<30}{walls:7.2f} {cpus:7.2f}")
+
+
+def bench(args: argparse.Namespace, mode: str, size: int, seed: int) -> None:
+    """Run one movie (and its suggested clone, and the baseline) and print the figures."""
+    data = movie(mode, size, args.frames, seed, diameter=args.cell_diameter)
+    out = DATA / "runs" / f"{mode}_{size}_{seed}"
+    runs = [run_once(data, out, size, []) for _ in range(args.repeat)]
+    title = f"{mode} {size}×{size}×{args.frames} JPEG, cells {args.cell_diameter:g} px, "
+    title += f"seed {seed}, defaults"
+    report(title, runs)
+    suggested = runs[0].summary.get("suggestions", {}).get("params")
+    if suggested:
+        flags = [str(v) for k, value in suggested.items() for v in (f"--{k}", value)]
+        print(f"suggested: {' '.join(flags)}")
+        report(f"{mode} {size}, suggested clone", [run_once(data, out, size, flags)])
+    if args.baseline:
+        old = [run_once(data, out, size, [], args.baseline) for _ in range(args.repeat)]
+        report(f"{mode} {size}, baseline code {args.baseline}", old)
+        ratio = statistics.median(r.wall for r in runs) / statistics.median(r.wall for r in old)
+        print(f"wall time new / baseline: {ratio:.2f}")
+
+
+def bench_long(args: argparse.Namespace) -> None:
+    """Peak RSS and time per frame of a long TIFF recording next to a --frames one."""
+    size = args.sizes[0]
+    rows = []
+    for frames in (args.frames, args.long):
+        data = movie("two-photon", size, frames, 101, "tiff")
+        result = run_once(data, DATA / "runs" / f"long_{size}_{frames}", size, [])
+        report(f"two-photon {size}×{size}×{frames} TIFF", [result])
+        rows.append((frames, result.wall / frames * 1000, result.rss))
+    (n0, ms0, gb0), (n1, ms1, gb1) = rows
+    met = "met" if gb1 < GOALS["rss_gb_long"] else "NOT met"
+    print(
+        f"\nlong recording: {n1} frames {ms1:.2f} ms/frame, {gb1:.2f} GB; {n0} frames "
+        f"{ms0:.2f} ms/frame, {gb0:.2f} GB; time per frame ratio {ms1 / ms0:.2f}; "
+        f"peak RSS < {GOALS['rss_gb_long']:.0f} GB: {met}"
+    )
 
 
 def main() -> int:
     """Parse options and run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one 256×256×500 movie only")
+    parser.add_argument("--quick", action="store_true", help="256×256×500 movies only")
     parser.add_argument("--repeat", type=int, default=1, help="runs per movie (medians)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1000])
     parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[101])
+    parser.add_argument("--modes", nargs="+", choices=synthetic.MODES, default=synthetic.MODES)
+    parser.add_argument("--cell-diameter", type=float, default=synthetic.DEFAULT_DIAMETER)
+    parser.add_argument("--baseline", type=Path, help="an older checkout to compare with")
+    parser.add_argument("--long", type=int, help="also run a N-frame TIFF (first size)")
     args = parser.parse_args()
+    load = os.getloadavg()
     print(
-        f"{os.cpu_count()} CPUs, load average before the run {os.getloadavg()[0]:.1f} "
+        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
         "(other processes make wall times longer; CPU seconds are less affected)",
         flush=True,
     )
     if args.quick:
-        bench(256, 500, args.repeat)
-        return 0
-    for size in args.sizes:
-        bench(size, args.frames, args.repeat)
+        args.sizes, args.frames = [256], 500
+    for mode in args.modes:
+        for size in args.sizes:
+            for seed in args.seeds:
+                bench(args, mode, size, seed)
+    if args.long:
+        bench_long(args)
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
     return 0
 
 

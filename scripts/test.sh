@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install.sh
-install_venv "test,hub,distributed,nwb"
+install_venv "test,hub,distributed,nwb,formats"
 apt_install chromium redis-server sudo  # sudo: the lab server's isolation tests
 
 # PostgreSQL and Redis are real servers in the tests; start them if they are installed but down,

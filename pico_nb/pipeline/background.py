@@ -4,6 +4,11 @@ In 1-photon movies every pixel sees out-of-focus fluorescence and neuropil haze 
 vary smoothly in space. The background at a pixel is estimated from a ring around it
 (between 2 and 3 neuron radii, so a neuron never counts towards its own background, as
 in CNMF-E's ring model) on a coarse grid, and subtracted.
+
+Out-of-focus patches only two or three cells across survive a ring that wide, so the
+result is then band-passed at the cell scale (a difference of Gaussians, the centre-
+surround filter CNMF-E applies before its correlation image): a structure much larger
+than a neuron keeps little of its amplitude, a neuron keeps most of its own.
 """
 
 from __future__ import annotations
@@ -27,8 +32,14 @@ def ring_kernel(gsize: int, step: int) -> np.ndarray:
     return ring / ring.sum()
 
 
+SURROUND = 2 / 3
+"""Surround σ of the band-pass in units of rmbg_gsize (the neuron radius)."""
+CENTRE = 1.0
+"""Centre σ in pixels: averages shot noise, narrower than any neuron."""
+
+
 def remove_background(frames: np.ndarray, gsize: int, up_sample: int) -> np.ndarray:
-    """Frames minus their ring-filtered background (float32)."""
+    """Frames minus their ring-filtered background, band-passed at the cell scale (float32)."""
     step = grid_step(gsize, up_sample)
     kernel = ring_kernel(gsize, step)
     h, w = frames.shape[1:]
@@ -38,5 +49,7 @@ def remove_background(frames: np.ndarray, gsize: int, up_sample: int) -> np.ndar
         image = np.asarray(frame, np.float32)
         small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
         ring = cv2.filter2D(small, -1, kernel, borderType=cv2.BORDER_REFLECT)
-        out[i] = image - cv2.resize(ring, (w, h), interpolation=cv2.INTER_LINEAR)
+        image -= cv2.resize(ring, (w, h), interpolation=cv2.INTER_LINEAR)
+        out[i] = cv2.GaussianBlur(image, (0, 0), CENTRE)
+        out[i] -= cv2.GaussianBlur(image, (0, 0), SURROUND * gsize)
     return out

@@ -1,4 +1,5 @@
-"""Reading the input movie that pico_nb.frames found: frame_N.jpg sequences and TIFFs.
+"""Reading the input movie that pico_nb.frames found: frame_N.jpg sequences, TIFFs, and
+HDF5/NWB datasets (read a chunk at a time, never whole).
 
 Everything that can be checked cheaply (names, numbering, frame sizes, crop) is checked
 before any frame is decoded, so a bad input stops the run in seconds with a message
@@ -55,12 +56,26 @@ class FrameReader:
             raise bad_input(path, f"decodes to {image.shape} instead of {self.source.frame_shape}")
         return image
 
+    def _hdf5(self, start: int, stop: int) -> np.ndarray:
+        """Frames [start, stop) of the HDF5/NWB dataset, or an error naming the file."""
+        import h5py
+
+        path = self.source.files[0]
+        try:
+            with h5py.File(path, "r") as h5:
+                data = h5[self.source.dataset][start:stop]
+        except Exception as exc:  # damaged chunks raise OSError, ValueError, ...
+            raise bad_input(path, f"frames {start}-{stop} cannot be read ({exc})") from None
+        return np.asarray(data, self.source.dtype)
+
     def read(self, start: int, stop: int) -> np.ndarray:
         """Frames [start, stop) in the source dtype."""
         src = self.source
         if src.kind == "jpeg sequence":
             with ThreadPoolExecutor(self.threads) as pool:
                 return np.stack(list(pool.map(self._jpeg, src.files[start:stop])))
+        if src.dataset is not None:
+            return self._hdf5(start, stop)
         out = np.empty((stop - start, *src.frame_shape), src.dtype)
         first = int(np.searchsorted(self._starts, start, side="right")) - 1
         filled = 0
@@ -71,7 +86,7 @@ class FrameReader:
             hi = min(src.frames_per_file[index], stop - int(self._starts[index]))
             path = src.files[index]
             try:
-                with tifffile.TiffFile(path) as tif:
+                with tifffile.TiffFile(path, is_scanimage=False) as tif:
                     data = tif.asarray(key=range(lo, hi)) if hi - lo > 1 else tif.asarray(key=lo)
             except Exception as exc:  # a damaged page can raise many types
                 raise bad_input(path, f"frames {lo}-{hi} cannot be read ({exc})") from None

@@ -1,7 +1,10 @@
 """Finding neurons from their activity in the background-removed, temporally binned movie.
 
-Per tile: pixel traces are detrended and normalised; the local-correlation image (how
-much each pixel's trace agrees with its neighbours') times the peak-to-noise image gives
+Per tile: pixel traces lose everything slower than a calcium transient (a running
+minimum-then-maximum, i.e. a morphological top-hat over a few seconds, so slowly active
+out-of-focus haze drops out while transients stay), are detrended and normalised; the
+local-correlation image (how much each pixel's trace agrees with its neighbours') times
+the peak-to-noise image gives
 a neuron probability map; its local maxima are seeds; each seed grows into the connected
 region of pixels whose traces correlate with the seed's. Regions are filtered by area and
 shape and merged when their centres are closer than thresh_COM0 (same tile) or
@@ -20,6 +23,9 @@ from scipy import ndimage
 _DETREND_BINS = 40
 _FLOOR_MADS = 6
 _MIN_SOLIDITY = 0.6
+BASELINE_SECONDS = 3.5
+MIN_BLOB = 9
+"""Smallest region (a 3×3 block) counted as a possible cell when minArea rejects it."""
 
 
 @dataclass
@@ -84,14 +90,24 @@ def tiles(
     return out
 
 
-def normalise(movie: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit-norm detrended traces, and the peak-to-noise image.
+def baseline_window(bin_frames: int, fr: float) -> int:
+    """Bins in the top-hat's window: about 3.5 s, longer than a transient, shorter than haze."""
+    return max(3, round(BASELINE_SECONDS * fr / bin_frames))
+
+
+def normalise(movie: np.ndarray, window: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm traces above their running baseline, and the peak-to-noise image.
 
     A slight spatial smoothing (σ 0.7 px) averages shot noise without merging neighbours;
     noise is the mean absolute bin-to-bin difference (√π/2 of it is σ for Gaussian noise),
     which a neuron's slow transients barely inflate; the peak is taken over pairs of bins.
     """
     data = np.array(movie, np.float32)
+    if window < len(data):
+        flat = data.reshape(len(data), -1)  # rows are bins: a vertical kernel runs in time
+        kernel = np.ones((window, 1), np.uint8)
+        base = cv2.erode(flat, kernel)
+        flat -= cv2.dilate(base, kernel, dst=base)
     _remove_slow_trend(data, _DETREND_BINS // 2)
     for i in range(len(data)):
         data[i] = cv2.GaussianBlur(data[i], (0, 0), 0.7)
@@ -198,8 +214,9 @@ def segment_tile(
     p: SegParams,
     offset: tuple[int, int],
     tile: int,
-) -> list[Candidate]:
-    """Candidates in one tile, strongest seed first, merged within thresh_COM0."""
+) -> tuple[list[Candidate], list[Candidate]]:
+    """Candidates in one tile, strongest seed first, merged within thresh_COM0; and the
+    cell-shaped regions minArea turned away (to tell the user when it is set too high)."""
     size = 2 * max(1, round(p.gsize * 0.75 / p.pixel_size)) + 1
     binned = (
         cv2.resize(
@@ -219,6 +236,7 @@ def segment_tile(
     seeds.sort(reverse=True)
     taken = np.zeros(pmap.shape, bool)
     found: list[Candidate] = []
+    small: list[Candidate] = []
     radius = 3 * p.gsize
     for score, sy, sx in seeds:
         if taken[sy, sx]:
@@ -230,6 +248,8 @@ def segment_tile(
         centre = np.array([rows.mean(), cols.mean()])
         near = [c for c in found if np.hypot(*(c.centre - centre - offset)) < p.thresh_com0]
         if not near and not _acceptable(rows, cols, p):
+            if MIN_BLOB <= len(rows) < p.min_area and _solidity(rows, cols) >= _MIN_SOLIDITY:
+                small.append(Candidate(rows + offset[0], cols + offset[1], score, tile))
             continue  # rejected regions must not block the pixels of real neurons
         taken[rows, cols] = True
         rows, cols = rows + offset[0], cols + offset[1]
@@ -237,7 +257,7 @@ def segment_tile(
             near[0].absorb(rows, cols)
         else:
             found.append(Candidate(rows, cols, score, tile))
-    return [c for c in found if _acceptable(c.rows, c.cols, p)]
+    return [c for c in found if _acceptable(c.rows, c.cols, p)], small
 
 
 def _acceptable(rows: np.ndarray, cols: np.ndarray, p: SegParams) -> bool:

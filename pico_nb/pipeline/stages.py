@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +12,7 @@ import cv2
 import numpy as np
 
 from pico_nb.errors import ValidationError
-from pico_nb.pipeline import background, badframes, outputs, segment, traces, vessels
+from pico_nb.pipeline import background, badframes, cellsize, outputs, segment, traces, vessels
 from pico_nb.pipeline.frames import Corrected, Registered
 from pico_nb.pipeline.layout import Run, read_info
 from pico_nb.pipeline.load import FrameReader, check_crop
@@ -326,10 +327,12 @@ def segment_neurons(run: Run) -> None:
     pnr = np.zeros(shape, np.float32)
     pmap = np.zeros(shape, np.float32)
     spans = segment.tiles(shape, sp.patch_size, 3 * sp.gsize)
+    window = segment.baseline_window(read_info(run.layout.rmbg)["bin_frames"], run.params["fr"])
     found: list[segment.Candidate] = []
+    small: list[segment.Candidate] = []
     with Progress("segmentation", len(spans), unit="tiles") as bar:
         for index, (core, (y0, y1, x0, x1)) in enumerate(spans):
-            z, tile_pnr = segment.normalise(binned.read_rows(y0, y1)[:, :, x0:x1])
+            z, tile_pnr = segment.normalise(binned.read_rows(y0, y1)[:, :, x0:x1], window)
             tile_corr = segment.local_correlation(z)
             exclude = (vessel | border)[y0:y1, x0:x1]
             tile_pmap = segment.probability_map(tile_corr, tile_pnr, ~exclude)
@@ -338,7 +341,11 @@ def segment_neurons(run: Run) -> None:
             corr[cy0:cy1, cx0:cx1] = tile_corr[inner]
             pnr[cy0:cy1, cx0:cx1] = tile_pnr[inner]
             pmap[cy0:cy1, cx0:cx1] = tile_pmap[inner]
-            found += segment.segment_tile(z, tile_pmap, exclude, sp, (y0, x0), index)
+            tile_found, tile_small = segment.segment_tile(
+                z, tile_pmap, exclude, sp, (y0, x0), index
+            )
+            found += tile_found
+            small += [c for c in tile_small if _inside(c.centre, core)]
             bar.update()
     merged = segment.merge_tiles(found, sp.thresh_com)
     kept = [
@@ -356,6 +363,19 @@ def segment_neurons(run: Run) -> None:
         f"{len(merged) - len(kept)} on vessels dropped)",
         flush=True,
     )
+    rejected = [c.area for c in small if not vessel[tuple(np.round(c.centre).astype(int))]]
+    size, suggestions = cellsize.advise([c.area for c in kept], rejected, run.params)
+    outputs.write_json(seg / "cell_size.json", {"cell_size": size, "suggestions": suggestions})
+    if size["diameter_px"] is not None:
+        print(f"typical cell diameter: {size['diameter_px']:.1f} px", flush=True)
+    if suggestions:
+        print(cellsize.describe(suggestions), flush=True)
+
+
+def _inside(centre: np.ndarray, core: tuple[int, int, int, int]) -> bool:
+    """Whether a point lies in a tile's core (so regions in overlaps count once)."""
+    y0, y1, x0, x1 = core
+    return y0 <= centre[0] < y1 and x0 <= centre[1] < x1
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
@@ -537,6 +557,8 @@ def write_summary(run: Run, started: float) -> None:
     pre = read_info(layout.preprocess)
     labels = np.load(layout.seg / "masks.npy")
     seg_name = layout.seg.name
+    size_file = layout.seg / "cell_size.json"
+    size = json.loads(size_file.read_text("utf-8")) if size_file.exists() else {}
     previews = [
         ("mean image", f"{seg_name}/mean_image.png"),
         ("correlation image", f"{seg_name}/correlation_image.png"),
@@ -553,6 +575,8 @@ def write_summary(run: Run, started: float) -> None:
         "size": pre["frame_shape"],
         "bad_frames": pre["bad_frames"],
         "neurons": int(labels.max()),
+        "cell_size": size.get("cell_size"),
+        "suggestions": size.get("suggestions", {}),
         "stage_seconds": run.seconds,
         "stage_cpu_seconds": run.cpu_seconds,
         "total_seconds": round(time.perf_counter() - started, 3),

@@ -1,9 +1,14 @@
-"""Demo movies with ground truth: a 1-photon-like recording whose answer is known.
+"""Demo movies with ground truth: recordings whose answer is known.
 
 Neurons of varied shape, size and brightness (some touching) fire calcium transients on
 top of a strong, uneven, slowly drifting background with neuropil and dark vessels; the
 tissue moves by a sub-pixel random walk; shot and read noise are added; a few frames
 are corrupted. `ground_truth.npz` holds what a pipeline should recover.
+
+Two modes: "two-photon" (the default: a mild, slowly drifting haze) and "one-photon",
+where out-of-focus fluorescence about 3× the cells' resting brightness sits in broad
+patches (15-40 px) with their own slow activity, vessels pulse at about 1 Hz, and the
+vignetting is stronger, as in a miniscope recording.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ _READ_NOISE = 2.0
 _UNIFORM_TO_UNIT = np.float32(
     np.sqrt(12)
 )  # uniform noise with unit variance, 5× faster than normal
+
+
+MODES = ("two-photon", "one-photon")
+DEFAULT_DIAMETER = 11.6
 
 
 def default_neurons(size: tuple[int, int]) -> int:
@@ -76,22 +85,29 @@ def _out_of_focus(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarra
 
 
 def _place_neurons(
-    rng: np.random.Generator, shape: tuple[int, int], count: int, vessels: np.ndarray
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    count: int,
+    vessels: np.ndarray,
+    diameter: float,
 ) -> list[tuple[float, float, float, float, float]]:
-    """Ellipses (cy, cx, a, b, angle) off the vessels, neighbours allowed to touch."""
+    """Ellipses (cy, cx, a, b, angle) off the vessels, neighbours allowed to touch; radii
+    spread ±17 % around diameter / 2."""
     h, w = shape
     placed: list[tuple[float, float, float, float, float]] = []
+    spacing = max(4.0, 0.86 * diameter)
+    edge = PAD + diameter / 2
     for _ in range(count * 200):
         if len(placed) == count:
             break
-        radius = rng.uniform(4.8, 6.8)
+        radius = diameter / 2 * rng.uniform(0.83, 1.17)
         elong = rng.uniform(0.8, 1.25)
         a, b = radius * elong, radius / elong
-        cy, cx = rng.uniform(PAD + 6, h - PAD - 6), rng.uniform(PAD + 6, w - PAD - 6)
+        cy, cx = rng.uniform(edge, h - edge), rng.uniform(edge, w - edge)
         if vessels[int(cy), int(cx)] > 0.05:
             continue
         ok = all(
-            np.hypot(cy - p[0], cx - p[1]) >= max(10.0, 0.9 * (radius + np.sqrt(p[2] * p[3])))
+            np.hypot(cy - p[0], cx - p[1]) >= max(spacing, 0.9 * (radius + np.sqrt(p[2] * p[3])))
             for p in placed
         )
         if ok:
@@ -107,8 +123,9 @@ def _footprints(
     rows, cols, vals = [], [], []
     masks = np.zeros((len(neurons), h, w), bool)
     for k, (cy, cx, a, b, angle) in enumerate(neurons):
-        y0, y1 = int(max(0, cy - 12)), int(min(h, cy + 13))
-        x0, x1 = int(max(0, cx - 12)), int(min(w, cx + 13))
+        reach = int(np.ceil(1.4 * max(a, b))) + 1
+        y0, y1 = int(max(0, cy - reach)), int(min(h, cy + reach + 1))
+        x0, x1 = int(max(0, cx - reach)), int(min(w, cx + reach + 1))
         yy, xx = np.mgrid[y0:y1, x0:x1]
         dy, dx = yy - cy, xx - cx
         u = (dx * np.cos(angle) + dy * np.sin(angle)) / a
@@ -146,6 +163,64 @@ def _calcium(rng: np.random.Generator, count: int, frames: int, fr: float) -> np
         fast = signal.lfilter([1], [1, -rise], spikes[k])
         out[k] = (slow - fast) / unit_peak
     return out
+
+
+def _haze_patches(rng: np.random.Generator, shape: tuple[int, int]) -> sparse.csr_matrix:
+    """Irregular out-of-focus blobs 15-40 px across (patches × pixels), each peaking at 1."""
+    h, w = shape
+    rows, cols, vals = [], [], []
+    count = max(1, h * w // 900)
+    for k in range(count):
+        diameter = rng.uniform(15, 40)
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        reach = int(diameter)
+        y0, y1 = int(max(0, cy - reach)), int(min(h, cy + reach + 1))
+        x0, x1 = int(max(0, cx - reach)), int(min(w, cx + reach + 1))
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        profile = np.zeros(yy.shape)
+        for _ in range(int(rng.integers(2, 5))):
+            oy, ox = rng.normal(0, diameter / 6, 2)
+            sigma = diameter / 2.355 * rng.uniform(0.75, 1.0)
+            profile += np.exp(-((yy - cy - oy) ** 2 + (xx - cx - ox) ** 2) / (2 * sigma**2))
+        profile /= max(profile.max(), 1e-9)
+        keep = profile > 0.02
+        rows.append(np.full(int(keep.sum()), k))
+        cols.append((yy * w + xx)[keep])
+        vals.append(profile[keep])
+    return sparse.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(count, h * w),
+        dtype=np.float32,
+    )
+
+
+def _slow_activity(rng: np.random.Generator, count: int, frames: int, fr: float) -> np.ndarray:
+    """Slow fluctuations (events rising over ~1 s, decaying over 3-6 s), mean 1, std ~0.5."""
+    events = (rng.random((count, frames)) < rng.uniform(0.05, 0.15, (count, 1)) / fr).astype(
+        np.float32
+    )
+    out = np.empty_like(events)
+    rise = np.exp(-1 / fr)
+    for k in range(count):
+        decay = np.exp(-1 / (rng.uniform(3, 6) * fr))
+        slow = signal.lfilter([1], [1, -decay], events[k])
+        out[k] = slow - signal.lfilter([1], [1, -rise], events[k])
+    out -= out.mean(axis=1, keepdims=True)
+    out /= out.std(axis=1, keepdims=True) + 1e-6
+    return np.clip(1 + 0.5 * out, 0.2, None).astype(np.float32)
+
+
+def _heartbeat(rng: np.random.Generator, frames: int, fr: float) -> np.ndarray:
+    """Vessel pulsation: a ~1 Hz oscillation whose rate wanders by ±20 %."""
+    rate = rng.uniform(0.85, 1.15) * (1 + 0.2 * _smooth_walk(rng, frames))
+    phase = 2 * np.pi * np.cumsum(rate) / fr
+    return np.sin(phase + rng.uniform(0, 2 * np.pi)).astype(np.float32)
+
+
+def _smooth_walk(rng: np.random.Generator, frames: int) -> np.ndarray:
+    """A slow random wander in [-1, 1]."""
+    walk = np.convolve(rng.normal(0, 1, frames + 200), np.ones(200) / 200, "same")[100:-100]
+    return walk / max(float(np.abs(walk).max()), 1e-9)
 
 
 def _motion(rng: np.random.Generator, frames: int) -> np.ndarray:
@@ -198,6 +273,11 @@ class _Scene:
     shifts: np.ndarray
     bad: dict[int, str]
     seed: int
+    vignetting: float = 1.4
+    haze: sparse.csr_matrix | None = None
+    haze_signals: np.ndarray | None = None
+    pulse: np.ndarray | None = None
+    vessel_map: np.ndarray | None = None
 
     def render(self, start: int, stop: int) -> np.ndarray:
         """Frames [start, stop) as the camera would deliver them (uint8)."""
@@ -208,10 +288,14 @@ class _Scene:
         for k in range(1, len(self.spatial)):
             light += weights[:, k : k + 1] * self.spatial[k]
         light[:, self.support] += self.signals[start:stop] @ self.cells
+        if self.haze is not None:
+            light += (self.haze.T @ self.haze_signals[start:stop].T).T
         light *= self.darkening
+        if self.pulse is not None:
+            light -= self.pulse[start:stop, None] * self.vessel_map * light
         light = light.reshape(stop - start, *self.canvas)
         yy, xx = np.mgrid[0:h, 0:w]
-        vignette = 1 - 1.4 * (((yy - h / 2) / h) ** 2 + ((xx - w / 2) / w) ** 2)
+        vignette = 1 - self.vignetting * (((yy - h / 2) / h) ** 2 + ((xx - w / 2) / w) ** 2)
         vignette = vignette.astype(np.float32)
         chunk = np.empty((stop - start, h, w), np.uint8)
         spread = np.empty((h, w), np.float32)
@@ -262,17 +346,21 @@ def generate(
     fr: float = 10,
     seed: int = 0,
     fmt: str = "jpg",
+    mode: str = "two-photon",
+    diameter: float = DEFAULT_DIAMETER,
 ) -> Path:
     """Write a demo movie (frame_N.jpg and/or movie.tif) with ground_truth.npz into out."""
     if fmt not in ("jpg", "tiff", "both"):
         raise ValueError("fmt must be jpg, tiff or both")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     h, w = size
     canvas = (h + 2 * PAD, w + 2 * PAD)
     vessels = _vessels(rng, canvas)
-    cells = _place_neurons(rng, canvas, neurons or default_neurons(size), vessels)
+    cells = _place_neurons(rng, canvas, neurons or default_neurons(size), vessels, diameter)
     footprints, canvas_masks = _footprints(cells, canvas)
     calcium = _calcium(rng, len(cells), frames, fr)
     brightness = rng.uniform(14, 34, len(cells)).astype(np.float32)
@@ -302,6 +390,8 @@ def generate(
         bad=_corruption_plan(rng, frames),
         seed=seed,
     )
+    if mode == "one-photon":
+        _one_photon(scene, rng, vessels, 3 * float(resting.mean()), fr)
     _write_movie(scene, out, fmt, frames)
 
     masks = canvas_masks[:, PAD : PAD + h, PAD : PAD + w]
@@ -316,8 +406,25 @@ def generate(
         bad_frames=np.array(sorted(scene.bad), int),
         vessels=vessels[PAD : PAD + h, PAD : PAD + w] > 0.3,
         fr=np.array(fr),
+        mode=np.array(mode),
+        diameters=np.array([2 * np.sqrt(c[2] * c[3]) for c in cells], float),
     )
     return out
+
+
+def _one_photon(
+    scene: _Scene, rng: np.random.Generator, vessels: np.ndarray, level: float, fr: float
+) -> None:
+    """Turn a scene into a one-photon one: active haze patches at `level` (about 3× the
+    cells' resting brightness), vessels that pulse at ~1 Hz, stronger vignetting."""
+    frames = len(scene.temporal)
+    scene.haze = _haze_patches(rng, scene.canvas)
+    count = scene.haze.shape[0]
+    amplitude = level * rng.uniform(0.6, 1.4, count).astype(np.float32)
+    scene.haze_signals = (_slow_activity(rng, count, frames, fr) * amplitude[:, None]).T.copy()
+    scene.pulse = 0.25 * _heartbeat(rng, frames, fr)
+    scene.vessel_map = (0.6 * vessels).ravel().astype(np.float32)
+    scene.vignetting = 1.6
 
 
 def unpack_masks(npz: np.lib.npyio.NpzFile) -> np.ndarray:
@@ -338,9 +445,24 @@ def main(
     parser.add_argument("--fr", type=float, default=10, help="frame rate in Hz")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--format", dest="fmt", choices=("jpg", "tiff", "both"), default="jpg")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="two-photon",
+        help="one-photon adds active out-of-focus haze, pulsing vessels and strong vignetting",
+    )
+    parser.add_argument(
+        "--cell-diameter",
+        dest="diameter",
+        type=float,
+        default=DEFAULT_DIAMETER,
+        help="typical neuron diameter in pixels (each cell within ±17 %%)",
+    )
     args = parser.parse_args(argv)
     if min(args.size) < 32 or args.frames < 10:
         parser.error("the movie needs at least 32×32 pixels and 10 frames")
+    if not 3 <= args.diameter <= 40:
+        parser.error("--cell-diameter must be between 3 and 40 pixels")
     folder = generate(
         args.out,
         size=tuple(args.size),
@@ -349,6 +471,8 @@ def main(
         fr=args.fr,
         seed=args.seed,
         fmt=args.fmt,
+        mode=args.mode,
+        diameter=args.diameter,
     )
     print(f"wrote demo movie and ground_truth.npz to {folder}")
     return 0
