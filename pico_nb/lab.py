@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from pico_nb import logs, logstream, outputs, passwords
 from pico_nb.db import Database, open_database
@@ -21,6 +21,7 @@ from pico_nb.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from pico_nb.execution import Executor, executor_for, local
 from pico_nb.execution.celery import worker_state
 from pico_nb.frames import detect_frames
+from pico_nb.input_fit import check_fits_input
 from pico_nb.models import (
     ACTIVE_STATUSES,
     RUN_STATUSES,
@@ -180,9 +181,10 @@ class Lab:
                 errors[field] = str(exc)
         roots = self.data_roots
         input_path: Path | None = None
+        frames: FrameInfo | None = None
         try:
             input_path = check_input_folder(values["input_path"], roots)
-            detect_frames(input_path)
+            frames = detect_frames(input_path)
             out["input_path"] = str(input_path)
         except ValueError as exc:
             errors["input_path"] = str(exc)
@@ -200,6 +202,9 @@ class Lab:
                 out["params"] = self.spec.validate(values["params"])
             except ValidationError as exc:
                 errors.update({f"params.{k}": v for k, v in exc.errors.items()})
+        if frames is not None and "params" in out:
+            misfits = check_fits_input(self.spec, out["params"], frames)
+            errors.update({f"params.{k}": v for k, v in misfits.items()})
         if errors:
             raise ValidationError(errors)
         return out
@@ -790,7 +795,25 @@ def _run_record(run: Run) -> RunRecord:
         progress=run.progress,
         eta_seconds=run.eta_seconds,
         provenance=dict(run.provenance or {}),
+        queue_position=_queue_position(run),
     )
+
+
+def _queue_position(run: Run) -> int | None:
+    """Where a queued run stands in the first-in-first-out line (1 = next), read in its session."""
+    session = object_session(run)
+    if run.status != "queued" or session is None:
+        return None
+    ahead = session.scalar(
+        select(func.count(Run.id)).where(
+            Run.status == "queued",
+            or_(
+                Run.queued_at < run.queued_at,
+                and_(Run.queued_at == run.queued_at, Run.id < run.id),
+            ),
+        )
+    )
+    return int(ahead or 0) + 1
 
 
 def _experiment_from(exp: Experiment, last: RunRecord | None, count: int) -> ExperimentRecord:

@@ -64,6 +64,7 @@ class RunRecord(Record):
     progress: float | None = None
     eta_seconds: float | None = None
     provenance: dict[str, Any] = {}
+    queue_position: int | None = None  # 1 = next to start; only while queued
 
     @property
     def active(self) -> bool:

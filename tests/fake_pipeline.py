@@ -47,6 +47,8 @@ def main() -> int:
             time.sleep(0.02)
     Path(out_path, "done.txt").write_text("ok")
     print("finished", flush=True)
+    if p["error_line"]:
+        print(f"error: {p['error_line']}", file=sys.stderr, flush=True)
     return p["exit_code"]
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pico_nb.logs import LogWriter
+from pico_nb.logs import LogWriter, failure_reason
 
 if TYPE_CHECKING:
     from pico_nb.db import Database
@@ -227,6 +227,7 @@ class Supervisor:
         status, reason, exit_code, signame = describe_exit(
             returncode, self.stopped_by, self.killed_after
         )
+        reason = failure_reason(status, reason, exit_code, writer.path)
         writer.feed(f"\n# finished: {status} ({reason})\n".encode())
         progress = writer.progress
         writer.close()

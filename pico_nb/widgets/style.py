@@ -46,6 +46,12 @@ CSS = """
 .pico-msg-info { color: #166534; background: #dcfce7; border-radius: 6px; padding: 6px 10px; }
 .pico-field-error { color: #b91c1c; font-size: 12px; }
 .pico-changed { color: #b45309; font-weight: 700; }
+.pico-info { color: #1d4ed8; cursor: help; font-weight: 600; }
+.pico-unit { color: #475569; font-size: 12px; }
+.pico-param > .pico-help { display: none; flex-basis: 100%; margin-left: 206px; color: #334155;
+  background: #f1f5f9; border-radius: 4px; padding: 4px 8px; font-size: 12px;
+  white-space: normal; }
+.pico-param:hover > .pico-help, .pico-param:focus-within > .pico-help { display: block; }
 .pico-row { align-items: center; gap: 6px; flex-wrap: wrap; }
 .pico-toolbar { align-items: center; gap: 6px; flex-wrap: wrap; margin: 4px 0; }
 .pico-table { border-collapse: collapse; width: 100%; font-size: 13px; }
@@ -62,9 +68,11 @@ CSS = """
   text-align: left !important; padding: 0 4px !important; overflow: hidden;
   text-overflow: ellipsis; }
 .pico-link:hover { text-decoration: underline; }
-.pico-log-scroll { display: flex !important; flex-direction: column-reverse !important;
-  overflow-y: auto !important; height: 320px; background: #0b1021; border-radius: 6px;
-  padding: 6px 10px; }
+.pico-log-scroll { display: block !important; overflow-y: auto !important; height: 320px;
+  background: #0b1021; border-radius: 6px; padding: 6px 10px; }
+.pico-log-hook { display: none !important; }
+.pico-bar-ended .progress-bar, .pico-bar-ended .widget-progress .progress-bar {
+  background-color: #94a3b8 !important; }
 .pico-log-scroll pre, .pico-log pre { margin: 0; color: #e2e8f0; background: transparent;
   font: 12px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
   white-space: pre-wrap; overflow-wrap: anywhere; }
@@ -85,6 +93,7 @@ CSS = """
   .pico-header { padding: 8px 10px; }
   .pico-figure { width: 100%; }
   .pico-form .widget-vbox > .pico-field-error { margin-left: 0; }
+  .pico-param > .pico-help { margin-left: 0; }
 }
 """
 
