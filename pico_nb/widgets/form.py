@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from pico_nb.lab import Lab
 
 LABEL_WIDTH = "200px"
+# After a refused Save, bring the first complaint on screen (widgets do not run <script>).
+SHOW_FIRST_ERROR_JS = (
+    "const f=this.closest('.pico-form');if(!f)return;"
+    "const e=[...f.querySelectorAll('.pico-field-error')].find(x=>x.textContent.trim());"
+    "if(e)e.scrollIntoView({block:'center'})"
+)
 Saved = Callable[[ExperimentRecord, RunRecord | None], None]
 
 
@@ -53,7 +59,8 @@ def _inputs(param: Param) -> list[w.Widget]:
 def field_label(name: str, help_text: str) -> w.HTML:
     """A field's name with a visible ⓘ carrying its help, for hover and screen readers."""
     return w.HTML(
-        f'<span class="pico-label">{esc(name)} <span class="pico-info" title="{esc(help_text)}" '
+        f'<span class="pico-label"><span>{esc(name)}</span> '
+        f'<span class="pico-info" title="{esc(help_text)}" '
         f'aria-label="help: {esc(help_text)}">ⓘ</span></span>',
         layout=w.Layout(width=LABEL_WIDTH),
     )
@@ -251,6 +258,8 @@ class ExperimentForm(w.VBox):
         self.cancel_button.on_click(self._cancel)
         reset_all.on_click(self.reset_params)
         self.messages = MessageBar()
+        self._scroller = styled(w.HTML(), "pico-log-hook")
+        self._refusals = 0
         self._saved: list[Saved] = []
         self._cancelled: list[Callable[[], None]] = []
         buttons = styled(
@@ -269,6 +278,7 @@ class ExperimentForm(w.VBox):
                 *self.sections,
                 buttons,
                 self.messages,
+                self._scroller,
             ],
             **kwargs,
         )
@@ -360,9 +370,15 @@ class ExperimentForm(w.VBox):
                 section.selected_index = 0
             else:
                 loose[key] = rule
-        summary = f"Not saved: {len(exc.errors)} field(s) need attention."
+        names = ", ".join(k.removeprefix("params.") for k in exc.errors)
+        summary = f"Not saved: {len(exc.errors)} field(s) need attention ({names})."
         extra = "; ".join(f"{k}: {v}" for k, v in loose.items())
         self.messages.error(f"{summary} {extra}".strip())
+        self._refusals += 1
+        self._scroller.value = (
+            f'<img alt="" src="data:," data-n="{self._refusals}" '
+            f'onerror="{esc(SHOW_FIRST_ERROR_JS)}">'
+        )
 
     def _store(self) -> ExperimentRecord:
         """Create, update or clone through the Lab, which validates everything at once."""

@@ -45,6 +45,19 @@ FOLLOW_JS = (
     ".observe(s,{childList:true,subtree:true,characterData:true});"
     "s.scrollTop=s.scrollHeight"
 )
+# A run the viewer owns ended while they watched: a browser notification (asked for once) and
+# a message in the page, which also covers a refused or unsupported Notification API.
+NOTIFY_JS = (
+    "const t=this.dataset.title,b=this.dataset.body;"
+    "const d=document.createElement('div');d.className='pico-toast';"
+    "d.setAttribute('role','status');d.textContent=t+' · '+b;"
+    "document.body.appendChild(d);setTimeout(()=>d.remove(),15000);"
+    "if(!('Notification' in window))return;"
+    "const show=()=>new Notification(t,{body:b,tag:'pico-run-'+this.dataset.run});"
+    "if(Notification.permission==='granted')show();"
+    "else if(Notification.permission!=='denied')"
+    "Notification.requestPermission().then(p=>{if(p==='granted')show()})"
+)
 JUMP_JS = (
     "const s=this.closest('.pico-run').querySelector('.pico-log-scroll');"
     "s.dataset.atBottom='1';s.scrollTop=s.scrollHeight"
@@ -186,6 +199,7 @@ class RunPanel(w.VBox):
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger")
         self.stop_button.on_click(self._stop_clicked)
         self.links = w.HTML()
+        self.notifier = styled(w.HTML(), "pico-log-hook")
         self.messages = MessageBar()
         self._lock = threading.Lock()
         self._run: RunRecord | None = None
@@ -201,6 +215,7 @@ class RunPanel(w.VBox):
                 self.log_view,
                 toolbar,
                 self.messages,
+                self.notifier,
             ],
             **kwargs,
         )
@@ -314,8 +329,21 @@ class RunPanel(w.VBox):
             self.bar.add_class("pico-bar-ended")
         elif self.bar.value == 0 and run.progress:
             self.bar.value = overall_fraction(self.stage, run.progress)
+        if self.status in ("queued", "running") and not run.active:
+            self._notify(run)
         self.status = run.status
         self._stage_text(None)
+
+    def _notify(self, run: RunRecord) -> None:
+        """Tell the person who owns the run, if that is who watches, that it has ended."""
+        if run.user != self.lab.username:
+            return
+        name = self.lab.get_experiment(run.experiment_id).name
+        title = f"Run {run.number} of “{name}” {run.status}"
+        self.notifier.value = (
+            f'<img alt="" src="data:," data-run="{run.id}" data-title="{esc(title)}" '
+            f'data-body="{esc(run.reason or run.status)}" onerror="{esc(NOTIFY_JS)}">'
+        )
 
     def _show_progress(self, event: LogLine) -> None:
         """Stage banner or progress bar state, parsed by the Lab from the log."""

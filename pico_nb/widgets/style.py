@@ -71,6 +71,9 @@ CSS = """
 .pico-log-scroll { display: block !important; overflow-y: auto !important; height: 320px;
   background: #0b1021; border-radius: 6px; padding: 6px 10px; }
 .pico-log-hook { display: none !important; }
+.pico-toast { position: fixed; top: 16px; right: 16px; z-index: 1000; max-width: 420px;
+  background: #0f172a; color: #f8fafc; padding: 10px 14px; border-radius: 8px;
+  box-shadow: 0 4px 16px rgba(0, 0, 0, .25); font: 14px system-ui, sans-serif; }
 .pico-bar-ended .progress-bar, .pico-bar-ended .widget-progress .progress-bar {
   background-color: #94a3b8 !important; }
 .pico-log-scroll pre, .pico-log pre { margin: 0; color: #e2e8f0; background: transparent;
