@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 if TYPE_CHECKING:
     from alembic.config import Config
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003_notify"
 """The newest migration; checked against the migrations folder by the tests."""
 
 _engines: dict[str, Engine] = {}

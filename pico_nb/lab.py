@@ -15,7 +15,7 @@ from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 
-from pico_nb import logs, logstream, outputs, passwords
+from pico_nb import logs, logstream, notices, outputs, passwords
 from pico_nb.db import Database, open_database
 from pico_nb.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from pico_nb.execution import Executor, executor_for, local
@@ -38,6 +38,7 @@ from pico_nb.schemas import (
     FrameInfo,
     LogChunk,
     LogLine,
+    NotificationSettings,
     Results,
     RunRecord,
     UserRecord,
@@ -575,8 +576,55 @@ class Lab:
         celery.run_worker(self.settings, self.db, name, slots or max(len(gpu_ids), 1), gpu_ids)
 
     def reconcile(self) -> list[int]:
-        """Mark runs whose supervisor vanished as lost, then start queued runs into free slots."""
-        return self.executor.reconcile()
+        """Mark runs whose supervisor vanished as lost, start queued runs, announce ended ones."""
+        lost = self.executor.reconcile()
+        notices.send_run_notices(self.db, self.settings)
+        return lost
+
+    # -------------------------------------------------------------- notifications
+
+    def notification_settings(self) -> NotificationSettings:
+        """How this member hears that a run ended (opt-in e-mail and/or webhook)."""
+        with self.db.read() as session:
+            row = session.get(User, self._user_id)
+            return NotificationSettings(
+                email=row.notify_email,
+                webhook=notices.mask_webhook(row.notify_webhook),
+                email_available=bool(self.settings.smtp_host),
+            )
+
+    def set_notifications(
+        self, email: str | None = None, webhook: str | None = None
+    ) -> NotificationSettings:
+        """Opt in or out: a value sets it, "" turns it off, None leaves it as it is."""
+        errors: dict[str, str] = {}
+        values: dict[str, str | None] = {}
+        for field, value, check in (
+            ("email", email, notices.check_email),
+            ("webhook", webhook, notices.check_webhook),
+        ):
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                errors[field] = "must be text"
+            elif not value.strip():
+                values[field] = None
+            else:
+                try:
+                    values[field] = check(value)
+                except ValueError as exc:
+                    errors[field] = str(exc)
+        if "email" in values and values["email"] and not self.settings.smtp_host:
+            errors["email"] = "this lab has no mail server configured (smtp_host)"
+        if errors:
+            raise ValidationError(errors)
+        with self.db.write() as session:
+            row = session.get(User, self._user_id)
+            if "email" in values:
+                row.notify_email = values["email"]
+            if "webhook" in values:
+                row.notify_webhook = values["webhook"]
+        return self.notification_settings()
 
     def _log_source(self, run: RunRecord, poll: float = 0.05) -> logs.LogSource:
         """A worker's run is read from the central store; a local one from its file."""

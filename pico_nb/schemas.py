@@ -159,3 +159,11 @@ class WorkerRecord(Record):
     heartbeat_at: datetime
     busy: int = 0
     runs: list[int] = []
+
+
+class NotificationSettings(Record):
+    """How a member hears that their runs ended; the webhook is shown without its token."""
+
+    email: str | None = None
+    webhook: str | None = None
+    email_available: bool = False  # the lab has a mail server configured

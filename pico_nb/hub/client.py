@@ -26,6 +26,7 @@ from pico_nb.schemas import (
     FrameInfo,
     LogChunk,
     LogLine,
+    NotificationSettings,
     Record,
     Results,
     RunRecord,
@@ -345,6 +346,17 @@ class RemoteLab:
             time.sleep(max(poll, 0.5))
 
     # ----------------------------------------------------------------- accounts
+
+    def notification_settings(self) -> NotificationSettings:
+        """How this member hears that a run ended."""
+        return self._one(NotificationSettings, "GET", "notifications")
+
+    def set_notifications(
+        self, email: str | None = None, webhook: str | None = None
+    ) -> NotificationSettings:
+        """Opt in or out: a value sets it, "" turns it off, None leaves it as it is."""
+        body = {k: v for k, v in (("email", email), ("webhook", webhook)) if v is not None}
+        return self._one(NotificationSettings, "PUT", "notifications", body=body)
 
     def users(self) -> list[UserRecord]:
         """Every account, for admins."""

@@ -68,6 +68,10 @@ ROUTES: dict[str, dict[str, Endpoint]] = {
     "queue": {"GET": attrgetter("queue")},
     "workers": {"GET": attrgetter("workers")},
     "reconcile": {"POST": attrgetter("reconcile")},
+    "notifications": {
+        "GET": attrgetter("notification_settings"),
+        "PUT": attrgetter("set_notifications"),
+    },
     "experiments": {"GET": attrgetter("experiments"), "POST": attrgetter("create_experiment")},
     "experiments/count": {"GET": attrgetter("count_experiments")},
     _EXP: {

@@ -57,11 +57,11 @@ def _inputs(param: Param) -> list[w.Widget]:
 
 
 def field_label(name: str, help_text: str) -> w.HTML:
-    """A field's name with a visible ⓘ carrying its help, for hover and screen readers."""
+    """A field's name with a visible (i) mark carrying its help, for hover and screen readers."""
     return w.HTML(
         f'<span class="pico-label"><span>{esc(name)}</span> '
         f'<span class="pico-info" title="{esc(help_text)}" '
-        f'aria-label="help: {esc(help_text)}">ⓘ</span></span>',
+        f'aria-label="help: {esc(help_text)}">i</span></span>',
         layout=w.Layout(width=LABEL_WIDTH),
     )
 

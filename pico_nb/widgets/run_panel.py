@@ -363,7 +363,9 @@ class RunPanel(w.VBox):
         name, place = split_stage(self.stage)
         parts = [f"stage {place[0]} of {place[1]}: {name}" if place else name]
         if not name:
-            parts = ["waiting for the pipeline's first output"]
+            parts = ["waiting for the pipeline's first output" if run and run.active else ""]
+        elif run is not None and not run.active:
+            parts = [f"last stage: {parts[0]}"]
         if self.progress and run is not None and run.active:
             parts.append(f"{self.progress:.0%}")
         left = overall_eta(self.stage, self.progress, run) if run and run.active else None

@@ -46,7 +46,9 @@ CSS = """
 .pico-msg-info { color: #166534; background: #dcfce7; border-radius: 6px; padding: 6px 10px; }
 .pico-field-error { color: #b91c1c; font-size: 12px; }
 .pico-changed { color: #b45309; font-weight: 700; }
-.pico-info { color: #1d4ed8; cursor: help; font-weight: 600; }
+.pico-info { display: inline-block; width: 14px; height: 14px; line-height: 14px;
+  border: 1px solid #1d4ed8; border-radius: 50%; color: #1d4ed8; cursor: help;
+  font: italic 700 10px Georgia, serif; text-align: center; vertical-align: 1px; }
 .pico-unit { color: #475569; font-size: 12px; }
 .pico-param > .pico-help { display: none; flex-basis: 100%; margin-left: 206px; color: #334155;
   background: #f1f5f9; border-radius: 4px; padding: 4px 8px; font-size: 12px;
