@@ -13,6 +13,7 @@ from pico_nb.widgets.compare import CompareView
 from pico_nb.widgets.detail import ExperimentDetail
 from pico_nb.widgets.experiment_list import ExperimentList
 from pico_nb.widgets.form import ExperimentForm
+from pico_nb.widgets.notifications import NotificationsView
 from pico_nb.widgets.resources import ResourcesView
 from pico_nb.widgets.routing import parse_route, route_html
 from pico_nb.widgets.style import MessageBar, guarded, styled, stylesheet
@@ -20,7 +21,8 @@ from pico_nb.widgets.style import MessageBar, guarded, styled, stylesheet
 if TYPE_CHECKING:
     from pico_nb.lab import Lab
 
-PAGES = ("Experiments", "New experiment", "Compare", "Resources")
+VIEW_PAGES = {"new": "New experiment", "resources": "Resources", "notifications": "Notifications"}
+PAGES = ("Experiments", "New experiment", "Compare", "Resources", "Notifications")
 
 
 class Dashboard(w.VBox):
@@ -59,6 +61,7 @@ class Dashboard(w.VBox):
         self.form.on_cancel(self._back)
         self.compare_view = CompareView(lab=self.lab)
         self.resources = ResourcesView(self.lab)
+        self.notifications = NotificationsView(self.lab)
         self.detail: ExperimentDetail | None = None
         self.back = w.Button(description="All experiments", icon="arrow-left")
         self.back.on_click(lambda _: self.show_page("Experiments"))
@@ -132,8 +135,8 @@ class Dashboard(w.VBox):
                 detail.run_picker.value = route.run
         elif route.view == "compare" and route.compare:
             self.compare(list(route.compare))
-        elif route.view in ("new", "resources"):
-            self.show_page("New experiment" if route.view == "new" else "Resources")
+        elif route.view in VIEW_PAGES:
+            self.show_page(VIEW_PAGES[route.view])
         else:
             self.show_page("Experiments")
 
@@ -167,6 +170,10 @@ class Dashboard(w.VBox):
             self.resources.refresh()
             self._show(self.resources)
             self._set_route({"view": "resources"}, "Resources")
+        elif page == "Notifications":
+            self.notifications.refresh()
+            self._show(self.notifications)
+            self._set_route({"view": "notifications"}, "Notifications")
 
     @guarded
     def open_experiment(self, experiment_id: int) -> ExperimentDetail:
