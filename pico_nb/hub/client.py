@@ -156,6 +156,11 @@ class RemoteLab:
         """Read fresh, so a change of rights takes effect."""
         return self.user.is_admin
 
+    @property
+    def data_roots(self) -> list[Path]:
+        """This member's folders, as the service resolves them for them."""
+        return [Path(p) for p in self._call("GET", "folders")]
+
     @cached_property
     def spec(self) -> PipelineSpec:
         """The service's pipeline spec, rebuilt here so forms validate as the service does."""

@@ -69,11 +69,18 @@ class HubOptions:
         return f"{scheme}://{host}:{self.port}/"
 
 
-def _service_environment() -> dict[str, str]:
-    """PICO_NB_* settings for the service only: the one process holding database credentials."""
+def _service_environment(state: Path) -> dict[str, str]:
+    """PICO_NB_* settings for the service only: the one process holding database credentials.
+
+    Unless the lab names its data roots, each member's folders are their own hub folder (where
+    their JupyterLab starts), never the service account's home.
+    """
     env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
     env = {k: v for k, v in env.items() if not k.startswith(HUB_ENV_PREFIX)}
-    env[ENV_PREFIX + "HOME"] = str(load_settings().home)
+    settings = load_settings()
+    env[ENV_PREFIX + "HOME"] = str(settings.home)
+    if not settings.data_roots:
+        env[ENV_PREFIX + "DATA_ROOTS"] = str(state / "users" / "{user}")
     return env
 
 
@@ -142,7 +149,7 @@ def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
             "display": True,
             "url": f"http://127.0.0.1:{o.service_port}",
             "command": [sys.executable, "-m", "pico_nb.hub.service"],
-            "environment": _service_environment(),
+            "environment": _service_environment(state),
             "oauth_no_confirm": True,
         }
     ]

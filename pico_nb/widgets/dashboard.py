@@ -15,7 +15,8 @@ from pico_nb.widgets.experiment_list import ExperimentList
 from pico_nb.widgets.form import ExperimentForm
 from pico_nb.widgets.notifications import NotificationsView
 from pico_nb.widgets.resources import ResourcesView
-from pico_nb.widgets.routing import parse_route, route_html
+from pico_nb.widgets.routes import hub_links
+from pico_nb.widgets.page_address import parse_route, route_html
 from pico_nb.widgets.style import MessageBar, guarded, styled, stylesheet
 
 if TYPE_CHECKING:
@@ -43,7 +44,13 @@ class Dashboard(w.VBox):
                         f'<span class="pico-muted" style="color:#94a3b8">'
                         f"{esc(self.lab.spec.title)}</span>"
                     ),
-                    w.HTML(f'<span class="pico-user">{esc(user.username)}</span>{admin}'),
+                    w.HTML(
+                        f'<span class="pico-user">{esc(user.username)}</span>{admin}'
+                        + "".join(
+                            f'<a href="{esc(url)}" target="_top">{esc(label)}</a>'
+                            for label, url in hub_links()
+                        )
+                    ),
                 ]
             ),
             "pico-header",

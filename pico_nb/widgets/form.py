@@ -240,7 +240,9 @@ class ExperimentForm(w.VBox):
         self.input_path = TextField(
             "Input folder", w.Text(placeholder="/data/movie", layout=wide), detect
         )
-        self.input_path.children = (*self.input_path.children, self.frames)
+        roots = ", ".join(str(r) for r in self.lab.data_roots)
+        self.folders = styled(w.HTML(esc(f"Your folders: {roots}")), "pico-muted", "pico-hint")
+        self.input_path.children = (*self.input_path.children, self.frames, self.folders)
         self.output_path = TextField(
             "Output folder", w.Text(placeholder="/data/results", layout=wide)
         )

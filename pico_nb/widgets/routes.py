@@ -11,3 +11,15 @@ def download_url(run_id: int) -> str:
     """Where the browser fetches a run's log, under the server's prefix (hub or local)."""
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     return f"{prefix.rstrip('/')}/pico-nb/runs/{int(run_id)}/log"
+
+
+def hub_links() -> list[tuple[str, str]]:
+    """JupyterLab and Log out, when this kernel runs in a member's hub server; else none."""
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
+    if not prefix:
+        return []
+    base = os.environ.get("JUPYTERHUB_BASE_URL", "/")
+    return [
+        ("JupyterLab", f"{prefix.rstrip('/')}/lab"),
+        ("Log out", f"{base.rstrip('/')}/hub/logout"),
+    ]

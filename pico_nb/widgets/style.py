@@ -29,13 +29,15 @@ CSS = """
 .pico .widget-button, .pico .widget-toggle-button { width: auto; min-width: 72px;
   padding: 0 12px; }
 .pico .widget-vbox > .widget-button { align-self: flex-start; }
-.pico-form .widget-vbox > .pico-field-error { margin-left: 208px; }
+.pico-form .widget-vbox > .pico-field-error, .pico-form .widget-vbox > .pico-hint {
+  margin-left: 208px; }
 .pico-badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px;
   font-weight: 600; line-height: 18px; white-space: nowrap; }
 .pico-admin { background: #ede9fe; color: #5b21b6; }
 .pico-header { background: #0f172a; color: #f8fafc; padding: 10px 16px; border-radius: 8px;
   align-items: center; justify-content: space-between; flex-wrap: wrap; gap: 8px; }
 .pico-header .widget-html-content { color: #f8fafc; }
+.pico-header a { color: #bfdbfe; margin-left: 12px; }
 .pico-title { font-size: 18px; font-weight: 700; letter-spacing: .2px; }
 .pico-h2 { font-size: 17px; font-weight: 700; margin: 4px 0; }
 .pico-h3 { font-size: 14px; font-weight: 700; margin: 8px 0 2px; color: #334155; }
