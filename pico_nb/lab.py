@@ -499,7 +499,10 @@ class Lab:
         with self.db.write() as session:
             run = self._load_run(session, run_id, write=True)
             if run.status not in ACTIVE_STATUSES:
-                raise Conflict(f"run {run.id} has already finished ({run.status})")
+                raise Conflict(
+                    f"experiment {run.experiment_id} run {run.number} has already finished "
+                    f"({run.status})"
+                )
             if run.status == "queued":
                 local.finish(run, "cancelled", f"stopped by {self.username} while queued")
             else:
