@@ -14,9 +14,9 @@ from pico_nb.widgets.detail import ExperimentDetail
 from pico_nb.widgets.experiment_list import ExperimentList
 from pico_nb.widgets.form import ExperimentForm
 from pico_nb.widgets.notifications import NotificationsView
+from pico_nb.widgets.page_address import parse_route, route_html
 from pico_nb.widgets.resources import ResourcesView
 from pico_nb.widgets.routes import hub_links
-from pico_nb.widgets.page_address import parse_route, route_html
 from pico_nb.widgets.style import MessageBar, guarded, styled, stylesheet
 
 if TYPE_CHECKING:
