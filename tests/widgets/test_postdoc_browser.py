@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -46,7 +47,11 @@ def test_form_explains_every_field_and_never_changes_values(
     movie = write_frames(tmp_path / "movie", count=5, size=(24, 32))
     spec = builtin_spec()
     served = served_builtin
+    hosts: set[str] = set()
+    page.on("request", lambda r: hosts.add(urlsplit(r.url).hostname or r.url.split(":")[0]))
     open_app(page, served.url)
+    icon = page.locator(".pico-dashboard .fa").first  # the bundled icon font, not a CDN's
+    assert "Font Awesome" in icon.evaluate("e => getComputedStyle(e).fontFamily")
     page.get_by_role("button", name="New experiment").click()
     expect(page).to_have_title(re.compile("^New experiment · PICO workbench"))
     text_field(page, "Name").fill("trap")
@@ -111,6 +116,7 @@ def test_form_explains_every_field_and_never_changes_values(
     expect(page.locator(".pico-detail")).to_be_visible()
     saved = served.lab.experiments()[0]
     assert saved.params["crop_parameter"] == [0, 0, 24, 32] and saved.params["fr"] == 12
+    assert hosts <= {"127.0.0.1", "data"}, hosts  # works offline: no CDN, nothing fetched
 
 
 def test_run_view_follows_the_log_queues_notifies_and_survives_reload(
