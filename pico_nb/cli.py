@@ -298,7 +298,7 @@ def cmd_params(args: argparse.Namespace) -> int:
         print(f"{group}:")
         for p in params:
             default = ",".join(map(str, p.default)) if isinstance(p.default, list) else p.default
-            print(f"  {p.name} = {default}")
+            print(f"  {p.name} = {default}" + (f"  ({p.unit})" if p.unit else ""))
             print(f"      {p.help}")
     return 0
 
