@@ -101,7 +101,7 @@ def claim_notices(db: Database) -> list[Notice]:
             .where(Run.status.in_(ENDED), Run.notified_at.is_(None))
             .order_by(Run.id)
             .limit(BATCH)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=Run)
         )
         for run in runs:
             run.notified_at = now

@@ -77,7 +77,7 @@ def hook() -> Iterator[tuple[list[dict[str, Any]], threading.Event, int]]:
 
 
 def test_email_and_webhook_arrive_when_a_run_ends(
-    settings_for: Callable[..., Any],
+    lab_for: Callable[..., Lab],
     frames: Path,
     tmp_path: Path,
     inbox,
@@ -86,11 +86,14 @@ def test_email_and_webhook_arrive_when_a_run_ends(
 ) -> None:
     handler, smtp_port = inbox
     received, arrived, http_port = hook
-    settings = settings_for(
-        "", smtp_host="127.0.0.1", smtp_port=smtp_port, smtp_password=SECRET, smtp_from="pico@lab"
+    lab = lab_for(
+        "alice",
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+        smtp_password=SECRET,
+        smtp_from="pico@lab",
     )
-    assert SECRET not in settings.model_dump_json() and SECRET not in repr(settings)
-    lab = Lab(user="alice", settings=settings)
+    assert SECRET not in lab.settings.model_dump_json() and SECRET not in repr(lab.settings)
     url = f"http://127.0.0.1:{http_port}/services/{TOKEN}"
     chosen = lab.set_notifications(email="alice@example.org", webhook=url)
     assert chosen.email == "alice@example.org" and chosen.email_available
