@@ -17,6 +17,38 @@ from support import PG_ADMIN_URL, TEST_PIPELINE, write_frames
 if TYPE_CHECKING:
     from pico_nb.lab import Lab
 
+# Test tiers: a test that needs a server gets that server's marker and `services`, so
+# `pytest -m "not services"` is the fast tier on SQLite files alone.
+SERVICE_FIXTURES = {
+    "pg_server": "postgres",
+    "pg_url": "postgres",
+    "pg_module_url": "postgres",
+    "browser": "browser",
+    "hub": "hub",
+    "cluster": "redis",
+}
+SERVICE_FOLDERS = {"hub": "hub", "distributed": "redis"}
+SERVICE_MARKERS = ("postgres", "redis", "browser", "hub")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the servers it needs, from its fixtures and its folder."""
+    for item in items:
+        needs = {
+            SERVICE_FIXTURES[f] for f in getattr(item, "fixturenames", ()) if f in SERVICE_FIXTURES
+        }
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("backend") == "postgres":
+            needs.add("postgres")
+        folder = Path(str(item.fspath)).parent.name
+        if folder in SERVICE_FOLDERS:
+            needs.add(SERVICE_FOLDERS[folder])
+        needs.update(m for m in SERVICE_MARKERS if item.get_closest_marker(m))
+        for marker in sorted(needs):
+            item.add_marker(marker)
+        if needs:
+            item.add_marker("services")
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> str:

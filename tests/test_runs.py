@@ -273,6 +273,7 @@ def test_gpus_are_assigned_per_run(lab_for: LabFor, frames: Path, tmp_path: Path
     assert lab.get_run(runs[2].id).gpus in ("0", "1")
 
 
+@pytest.mark.slow
 def test_two_processes_racing_for_one_slot(
     settings_for: Callable[..., object], backend: str, frames: Path, tmp_path: Path
 ) -> None:

@@ -34,10 +34,7 @@ def test_migration_on_postgres(pg_url: str) -> None:
     assert "runs" in inspect(database.engine).get_table_names()
 
 
-@pytest.mark.parametrize("use_pg", [False, True], ids=["sqlite", "postgres"])
-def test_upgrade_from_0001_keeps_runs_and_matches_the_models(
-    request: pytest.FixtureRequest, tmp_path: Path, use_pg: bool
-) -> None:
+def test_upgrade_from_0001_keeps_runs_and_matches_the_models(backend: str, tmp_path: Path) -> None:
     from alembic import command
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
@@ -45,7 +42,7 @@ def test_upgrade_from_0001_keeps_runs_and_matches_the_models(
 
     from pico_nb.models import Base
 
-    url = request.getfixturevalue("pg_url") if use_pg else f"sqlite:///{tmp_path / 'old.sqlite'}"
+    url = backend or f"sqlite:///{tmp_path / 'old.sqlite'}"
     engine = create_engine(db.normalise_url(url))
     command.upgrade(db._alembic_config(engine), "0001")
     with engine.begin() as conn:
@@ -106,16 +103,11 @@ WRITER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("use_pg", [False, True], ids=["sqlite", "postgres"])
+@pytest.mark.slow
 def test_eight_concurrent_writers_lose_nothing(
-    settings_for: Callable[..., Settings],
-    request: pytest.FixtureRequest,
-    frames: Path,
-    tmp_path: Path,
-    use_pg: bool,
+    settings_for: Callable[..., Settings], backend: str, frames: Path, tmp_path: Path
 ) -> None:
-    url = request.getfixturevalue("pg_url") if use_pg else ""
-    settings = settings_for(url, pipeline_spec=None)
+    settings = settings_for(backend, pipeline_spec=None)
     procs = [
         subprocess.Popen(
             [

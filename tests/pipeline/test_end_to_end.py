@@ -10,10 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.io as sio
 import tifffile
 
 from pico_nb.pipeline import score
+
+pytestmark = pytest.mark.slow
 
 CROP_128 = ("--crop_parameter", "0", "0", "128", "128")
 Runner = Callable[..., subprocess.CompletedProcess[str]]

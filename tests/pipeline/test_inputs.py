@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -113,12 +114,15 @@ def test_bad_flags(tmp_path: Path, pipeline: Runner, flags: list[str], field: st
     _expect_error(pipeline(tmp_path, tmp_path / "out", *flags), field)
 
 
-def test_every_frame_corrupted(tmp_path: Path, pipeline: Runner) -> None:
+def test_a_blank_movie_finds_nothing_and_says_so(tmp_path: Path, pipeline: Runner) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(12):
         cv2.imwrite(str(folder / f"frame_{i}.jpg"), np.zeros((40, 48), np.uint8))
     shutil.copy(folder / "frame_0.jpg", folder / "frame_12.jpg")
     done = pipeline(folder, tmp_path / "out", "--crop_parameter", "0", "0", "40", "48")
-    assert done.returncode in (0, 2)
+    assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
+    assert "neurons found: 0" in done.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["frames"] == 13 and summary["neurons"] == 0 and summary["bad_frames"] == []

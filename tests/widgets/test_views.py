@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from pico_nb.lab import Lab
 from pico_nb.widgets.compare import CompareView
@@ -155,12 +156,35 @@ def test_results_gallery_and_plain_files(lab: Lab, make_experiment) -> None:
     assert "mean &lt;image&gt;" in figure.children[1].value
 
 
-def test_resources_degrade_without_gpus(lab: Lab) -> None:
+def test_resources_degrade_without_gpus(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
     view = ResourcesView(lab, refresh_seconds=60)
     try:
         assert "CPU" in view.machine.value and "Memory" in view.machine.value
-        assert "nvidia-smi" in view.gpus.value or "GPU" in view.gpus.value
+        assert "No NVIDIA GPU tools on this machine (nvidia-smi not found)." in view.gpus.value
         assert "running of <b>1</b> slots" in view.queue.value
+    finally:
+        view.close()
+
+
+def test_resources_show_each_gpu_that_nvidia_smi_reports(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    smi = tools / "nvidia-smi"
+    smi.write_text(
+        "#!/bin/sh\necho '0, Tesla <T4>, 37, 1024, 15360'\necho '1, A100, 0, 0, 40960'\n"
+    )
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tools))
+    view = ResourcesView(lab, refresh_seconds=60)
+    try:
+        assert "GPU 0 · Tesla &lt;T4&gt;" in view.gpus.value
+        assert "37% busy · 1024 of 15360 MiB" in view.gpus.value
+        assert "GPU 1 · A100" in view.gpus.value
     finally:
         view.close()
 
