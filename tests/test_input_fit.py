@@ -70,10 +70,18 @@ def test_edit_and_run_check_the_input_again(lab: Lab, tmp_path: Path) -> None:
     assert lab.runs(exp.id) == []
 
 
-def test_a_labs_own_spec_keeps_its_defaults() -> None:
-    spec_file = Path(__file__).parent / "fake_pipeline.toml"
-    own = load_spec(spec_file)
-    assert all(p.frame is None for p in own.params)  # no frame roles: nothing is re-checked
-    builtin = load_spec(None)
-    assert builtin.by_name["crop_parameter"].frame == "crop"
-    assert builtin.by_name["set_frame_num"].frame == "count"
+def test_a_labs_own_spec_keeps_its_defaults(settings_for, tmp_path: Path) -> None:
+    own = tmp_path / "lab_spec.toml"
+    fake = (Path(__file__).parent / "fake_pipeline.toml").read_text()
+    own.write_text(
+        fake.replace("{spec_dir}", str(Path(__file__).parent))
+        + '\n[[params]]\nname = "crop_parameter"\ntype = "int_list"\nlength = 4\n'
+        'labels = ["y", "x", "height", "width"]\ndefault = [153, 303, 1000, 1000]\n'
+        'minimum = [0, 0, 1, 1]\nframe = "crop"\nargv = "tokens"\n'
+    )
+    assert load_spec(own).defaults()["crop_parameter"] == [153, 303, 1000, 1000]
+    lab = Lab(user="alice", settings=settings_for("", pipeline_spec=str(own)))
+    movie = write_frames(tmp_path / "movie", count=3, size=(16, 16))
+    errors = refused(lambda: lab.create_experiment("own", str(movie), str(tmp_path / "out")))
+    assert "suggested: 0 0 16 16" in errors["params.crop_parameter"]  # refused, not rewritten
+    assert load_spec(None).by_name["crop_parameter"].default == [0, 0, 0, 0]
