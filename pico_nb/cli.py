@@ -207,6 +207,11 @@ def cmd_share(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------- runs
 
 
+def _run_name(run: RunRecord) -> str:
+    """'exp 3 run 2': runs are numbered within their experiment, as every view shows them."""
+    return f"exp {run.experiment_id} run {run.number}"
+
+
 def _follow(lab: Lab, run: RunRecord, from_tail: int | None = None) -> int:
     """Print a run's log live, progress in place on a terminal; Ctrl-C only detaches."""
     tty = sys.stdout.isatty()
@@ -223,12 +228,15 @@ def _follow(lab: Lab, run: RunRecord, from_tail: int | None = None) -> int:
                 sys.stdout.write("\r\x1b[K" + shown_progress[:200])
             sys.stdout.flush()
     except KeyboardInterrupt:
-        print(f"\ndetached; run {run.number} goes on (pico-nb logs {run.experiment_id} --follow)")
+        print(
+            f"\ndetached; exp {run.experiment_id} run {run.number} goes on "
+            f"(pico-nb logs {run.experiment_id} --follow)"
+        )
         return 130
     if shown_progress and tty:
         sys.stdout.write("\n")
     final = lab.wait(run.id)
-    print(f"run {final.number} {final.status}: {final.reason or ''}".rstrip())
+    print(f"{_run_name(final)} {final.status}: {final.reason or ''}".rstrip())
     return 0 if final.status == "completed" else 1
 
 
@@ -240,7 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     where = "queued" if run.status == "queued" else "started"
     log = run.log_path if lab.settings.executor == "local" else f"pico-nb logs {args.id}"
-    print(f"{where} run {run.number} of experiment {run.experiment_id} (log: {log})")
+    print(f"{where} {_run_name(run)} (log: {log})")
     if run.reason:
         print(f"note: {run.reason}")
     return _follow(lab, run) if args.follow else 0
@@ -265,7 +273,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     run = lab.stop_run(run.id)
     if run.active:
         run = lab.wait(run.id, timeout=lab.settings.stop_grace_seconds + 10)
-    print(f"run {run.number} {run.status}: {run.reason or 'stop requested'}")
+    print(f"{_run_name(run)} {run.status}: {run.reason or 'stop requested'}")
     return 0
 
 
@@ -293,7 +301,7 @@ def cmd_params(args: argparse.Namespace) -> int:
         print(f"{group}:")
         for p in params:
             default = ",".join(map(str, p.default)) if isinstance(p.default, list) else p.default
-            print(f"  {p.name} = {default}")
+            print(f"  {p.name} = {default}" + (f"  ({p.unit})" if p.unit else ""))
             print(f"      {p.help}")
     return 0
 

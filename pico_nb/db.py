@@ -19,7 +19,7 @@ from pico_nb.file_modes import private_file, private_folder
 if TYPE_CHECKING:
     from alembic.config import Config
 
-SCHEMA_REVISION = "0003_h18"
+SCHEMA_REVISION = "0003_notify"
 """The newest migration; checked against the migrations folder by the tests."""
 
 _engines: dict[str, Engine] = {}

@@ -13,15 +13,16 @@ from typing import Any
 import numpy as np
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, object_session
 
 from pico_nb import cells as run_cells
-from pico_nb import logins, logs, logstream, outputs, passwords, safe_paths
+from pico_nb import logins, logs, logstream, notices, outputs, passwords, safe_paths
 from pico_nb.db import Database, open_database
 from pico_nb.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from pico_nb.execution import Executor, executor_for, local
 from pico_nb.execution.celery import worker_state
 from pico_nb.frames import detect_frames
+from pico_nb.input_fit import check_fits_input
 from pico_nb.inputs import (
     MAX_LIST_PAGE,
     MAX_LOG_READ,
@@ -56,6 +57,7 @@ from pico_nb.schemas import (
     LogChunk,
     LoginOutcome,
     LogLine,
+    NotificationSettings,
     Results,
     RunComparison,
     RunNumbers,
@@ -222,9 +224,10 @@ class Lab:
                 errors[field] = str(exc)
         roots, private = self.data_roots, self.settings.private_folders
         input_path: Path | None = None
+        frames: FrameInfo | None = None
         try:
             input_path = check_input_folder(values["input_path"], roots, private)
-            detect_frames(input_path)
+            frames = detect_frames(input_path)
             out["input_path"] = str(input_path)
         except ValueError as exc:
             errors["input_path"] = str(exc)
@@ -242,6 +245,9 @@ class Lab:
                 out["params"] = self.spec.validate(values["params"])
             except ValidationError as exc:
                 errors.update({f"params.{k}": v for k, v in exc.errors.items()})
+        if frames is not None and "params" in out:
+            misfits = check_fits_input(self.spec, out["params"], frames)
+            errors.update({f"params.{k}": v for k, v in misfits.items()})
         if errors:
             raise ValidationError(errors)
         return out
@@ -559,7 +565,10 @@ class Lab:
             local.lock_queue(session)  # a claim committed meanwhile is seen, not overwritten
             run = self._load_run(session, run_id, write=True)
             if run.status not in ACTIVE_STATUSES:
-                raise Conflict(f"run {run.id} has already finished ({run.status})")
+                raise Conflict(
+                    f"experiment {run.experiment_id} run {run.number} has already finished "
+                    f"({run.status})"
+                )
             if run.status == "queued":
                 local.finish(run, "cancelled", f"stopped by {self.username} while queued")
             else:
@@ -636,8 +645,55 @@ class Lab:
         celery.run_worker(self.settings, self.db, name, slots or max(len(gpu_ids), 1), gpu_ids)
 
     def reconcile(self) -> list[int]:
-        """Mark runs whose supervisor vanished as lost, then start queued runs into free slots."""
-        return self.executor.reconcile()
+        """Mark runs whose supervisor vanished as lost, start queued runs, announce ended ones."""
+        lost = self.executor.reconcile()
+        notices.send_run_notices(self.db, self.settings)
+        return lost
+
+    # -------------------------------------------------------------- notifications
+
+    def notification_settings(self) -> NotificationSettings:
+        """How this member hears that a run ended (opt-in e-mail and/or webhook)."""
+        with self.db.read() as session:
+            row = session.get(User, self._user_id)
+            return NotificationSettings(
+                email=row.notify_email,
+                webhook=notices.mask_webhook(row.notify_webhook),
+                email_available=bool(self.settings.smtp_host),
+            )
+
+    def set_notifications(
+        self, email: str | None = None, webhook: str | None = None
+    ) -> NotificationSettings:
+        """Opt in or out: a value sets it, "" turns it off, None leaves it as it is."""
+        errors: dict[str, str] = {}
+        values: dict[str, str | None] = {}
+        for field, value, check in (
+            ("email", email, notices.check_email),
+            ("webhook", webhook, notices.check_webhook),
+        ):
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                errors[field] = "must be text"
+            elif not value.strip():
+                values[field] = None
+            else:
+                try:
+                    values[field] = check(value)
+                except ValueError as exc:
+                    errors[field] = str(exc)
+        if "email" in values and values["email"] and not self.settings.smtp_host:
+            errors["email"] = "this lab has no mail server configured (smtp_host)"
+        if errors:
+            raise ValidationError(errors)
+        with self.db.write() as session:
+            row = session.get(User, self._user_id)
+            if "email" in values:
+                row.notify_email = values["email"]
+            if "webhook" in values:
+                row.notify_webhook = values["webhook"]
+        return self.notification_settings()
 
     def log_source(self, run_id: int, poll: float = 0.05) -> logs.LogSource:
         """Where a readable run's log is: a worker's run in the central store, a local one in
@@ -1137,7 +1193,25 @@ def _run_record(run: Run) -> RunRecord:
         eta_seconds=run.eta_seconds,
         provenance=dict(run.provenance or {}),
         layout=run.layout,
+        queue_position=_queue_position(run),
     )
+
+
+def _queue_position(run: Run) -> int | None:
+    """Where a queued run stands in the first-in-first-out line (1 = next), read in its session."""
+    session = object_session(run)
+    if run.status != "queued" or session is None:
+        return None
+    ahead = session.scalar(
+        select(func.count(Run.id)).where(
+            Run.status == "queued",
+            or_(
+                Run.queued_at < run.queued_at,
+                and_(Run.queued_at == run.queued_at, Run.id < run.id),
+            ),
+        )
+    )
+    return int(ahead or 0) + 1
 
 
 def _experiment_from(exp: Experiment, last: RunRecord | None, count: int) -> ExperimentRecord:

@@ -67,6 +67,8 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    notify_email: Mapped[str | None] = mapped_column(String(320))  # opt-in, when a run ends
+    notify_webhook: Mapped[str | None] = mapped_column(String(2000))  # a secret: never logged
 
 
 class Experiment(Base):
@@ -100,6 +102,7 @@ class Run(Base):
         UniqueConstraint("experiment_id", "number", name="uq_runs_experiment_number"),
         Index("ix_runs_status_queued", "status", "queued_at"),
         Index("ix_runs_user_started", "user_id", "started_at"),
+        Index("ix_runs_unnotified", "notified_at", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -125,6 +128,7 @@ class Run(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # its end was announced
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     signal: Mapped[str | None] = mapped_column(String(20))

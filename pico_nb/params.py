@@ -17,6 +17,10 @@ from pico_nb.errors import ValidationError
 from pico_nb.inputs import MAX_INT64, UNSAFE_IN_LINE
 
 KINDS = ("bool", "int", "float", "str", "choice", "int_list")
+# What a parameter means for the input movie, so Lab can check it against the detected frames:
+# "crop" = y, x, height, width inside the frame (0 height/width = to the frame's edge, where the
+# spec's minimum allows 0); "count" = frames to read, at most the movie's (0 = all).
+FRAME_ROLES = ("crop", "count")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 _INT_RE = re.compile(r"^[+-]?[0-9]{1,20}$")
@@ -40,6 +44,8 @@ class Param:
     argv_style: str = "comma"
     pattern: str | None = None
     pattern_help: str | None = None
+    unit: str = ""
+    frame: str | None = None
 
     def element_minimum(self, index: int) -> float | None:
         """Per-element lower bound, so the crop's y/x may be 0 while height/width may not."""
@@ -141,6 +147,8 @@ class Param:
             "default": self.default,
             "x-group": self.group,
         }
+        if self.unit:
+            schema["x-unit"] = self.unit
         if self.kind == "bool":
             schema["type"] = "boolean"
         elif self.kind in ("int", "float"):
@@ -314,6 +322,8 @@ class PipelineSpec:
                 "argv": p.argv_style,
                 "pattern": p.pattern,
                 "pattern_help": p.pattern_help,
+                "unit": p.unit or None,
+                "frame": p.frame,
             }
             params.append({k: v for k, v in item.items() if v is not None and v != []})
         return {
@@ -415,12 +425,27 @@ def _param_from(data: Mapping[str, Any]) -> Param:
         argv_style=data.get("argv", "comma"),
         pattern=data.get("pattern"),
         pattern_help=data.get("pattern_help"),
+        unit=str(data.get("unit", "")),
+        frame=data.get("frame"),
     )
+    _check_frame_role(param)
     try:
         param.coerce(param.default)
     except ValueError as exc:
         raise ValueError(f"parameter {param.name!r}: default {exc}") from None
     return param
+
+
+def _check_frame_role(param: Param) -> None:
+    """A parameter checked against the input must have the shape that check reads."""
+    if param.frame is None:
+        return
+    if param.frame not in FRAME_ROLES:
+        raise ValueError(f"parameter {param.name!r}: frame must be one of {', '.join(FRAME_ROLES)}")
+    if param.frame == "crop" and not (param.kind == "int_list" and param.length == 4):
+        raise ValueError(f"parameter {param.name!r}: a crop must be 4 whole numbers (y, x, h, w)")
+    if param.frame == "count" and param.kind != "int":
+        raise ValueError(f"parameter {param.name!r}: a frame count must be a whole number")
 
 
 def spec_from_dict(data: Mapping[str, Any], version: str = "") -> PipelineSpec:

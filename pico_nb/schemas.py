@@ -65,6 +65,7 @@ class RunRecord(Record):
     eta_seconds: float | None = None
     provenance: dict[str, Any] = {}
     layout: str = "run-folder"  # "shared": recorded before runs had folders of their own
+    queue_position: int | None = None  # 1 = next to start; only while queued
 
     @property
     def active(self) -> bool:
@@ -256,3 +257,11 @@ class LoginOutcome(Record):
     ok: bool
     retry_after: float = 0.0
     failures: int = 0
+
+
+class NotificationSettings(Record):
+    """How a member hears that their runs ended; the webhook is shown without its token."""
+
+    email: str | None = None
+    webhook: str | None = None
+    email_available: bool = False  # the lab has a mail server configured

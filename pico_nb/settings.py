@@ -82,6 +82,14 @@ class Settings(BaseModel):
     log_stream_url: str = Field(
         "", description="Redis URL carrying remote runs' live logs; empty = the broker URL."
     )
+    smtp_host: str = Field("", description="Mail server for run notices; empty = no e-mail.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="Mail server port (587 with STARTTLS).")
+    smtp_starttls: bool = Field(False, description="Upgrade the mail connection with STARTTLS.")
+    smtp_username: str = Field("", description="Mail server login; empty = none.")
+    smtp_password: str = Field(
+        "", exclude=True, repr=False, description="Mail server password; never logged or passed on."
+    )
+    smtp_from: str = Field("pico-nb@localhost", description="Sender address of run notices.")
 
     @property
     def effective_database_url(self) -> str:

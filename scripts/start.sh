@@ -4,5 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install.sh
-install_venv ""
+# Quiet unless something goes wrong: pip's and setuptools' chatter goes to a log shown on failure.
+install_log="$(mktemp)"
+if ! install_venv "" >"$install_log" 2>&1; then
+  cat "$install_log" >&2
+  echo "error: installing into .venv failed (output above)" >&2
+  exit 1
+fi
+rm -f "$install_log"
 exec .venv/bin/pico-nb dashboard "$@"

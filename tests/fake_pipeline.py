@@ -54,6 +54,8 @@ def main() -> int:
 
         write_results(Path(out_path), p["cells"], p["cell_seed"])
     print("finished", flush=True)
+    if p["error_line"]:
+        print(f"error: {p['error_line']}", file=sys.stderr, flush=True)
     return p["exit_code"]
 
 

@@ -93,7 +93,7 @@ def test_round_trip(cli: Cli, frames: Path, tmp_path: Path) -> None:
 
     ran = cli("run", str(exp["id"]), "--follow")
     assert "line 3" in ran.stdout and "err 1" in ran.stdout
-    assert ran.stdout.strip().endswith("run 1 completed: exit code 0")
+    assert ran.stdout.strip().endswith(f"exp {exp['id']} run 1 completed: exit code 0")
     logs = cli("logs", str(exp["id"]))
     assert logs.stdout.startswith("# experiment") and "line 0" in logs.stdout
     human = cli("show", str(exp["id"])).stdout
@@ -101,7 +101,7 @@ def test_round_trip(cli: Cli, frames: Path, tmp_path: Path) -> None:
 
     cli("edit", str(exp["id"]), "--set", "exit_code=3")
     failed = cli("run", str(exp["id"]), "--follow", code=1)
-    assert "run 2 failed: exit code 3" in failed.stdout
+    assert f"exp {exp['id']} run 2 failed: exit code 3" in failed.stdout
     runs = json.loads(cli("show", str(exp["id"]), "--json").stdout)["runs"]
     assert [r["status"] for r in runs] == ["completed", "failed"]
     assert "line 0" in cli("logs", str(exp["id"]), "--run", "1").stdout
@@ -141,8 +141,9 @@ def test_stop_from_the_cli(cli: Cli, cli_env: dict[str, str], frames: Path, tmp_
     assert "cancelled: stopped by alice" in stopped.stdout
     rest = follower.stdout.read()
     assert follower.wait(30) == 1
-    assert "run 1 cancelled: stopped by alice" in rest
-    cli("stop", str(exp["id"]), code=1)
+    assert f"exp {exp['id']} run 1 cancelled: stopped by alice" in rest
+    finished = cli("stop", str(exp["id"]), code=1)
+    assert f"experiment {exp['id']} run 1 has already finished (cancelled)" in finished.stderr
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ def make(lab: Lab, frames: Path, tmp_path: Path, name: str = "exp", **kw: object
 def test_create_get_and_list(alice: Lab, frames: Path, tmp_path: Path) -> None:
     exp = make(alice, frames, tmp_path, params={"fr": "20"}, description="first try")
     assert exp.owner == "alice" and exp.status == "created" and exp.run_count == 0
-    assert exp.params["fr"] == 20 and exp.params["crop_parameter"] == [153, 303, 1000, 1000]
+    assert exp.params["fr"] == 20 and exp.params["crop_parameter"] == [0, 0, 0, 0]
     assert exp.created_at.tzinfo is not None
     assert alice.get_experiment(exp.id) == exp
     second = make(alice, frames, tmp_path, name="second")

@@ -29,14 +29,14 @@ EXPECTED_DEFAULTS = {
     "shifts_opencv": True,
     "border_nan": "copy",
     "downsample_ratio": 0.1,
-    "crop_parameter": [153, 303, 1000, 1000],
+    "crop_parameter": [0, 0, 0, 0],  # the whole frame of any movie (original: 153 303 1000 1000)
     "intensity_corr_flag": False,
     "bad_frame_detect_flag": True,
     "up_sample": 2,
     "rmbg_chunk_size": 1000,
     "rmbg_gsize": 6,
     "ckpt_pth": "utils/deepdefinite_ckpt_resize_2.pth",
-    "device": "cuda",
+    "device": "cpu",  # the built-in pipeline is CPU-only (original: cuda)
     "gpu_ids": "0",
     "patch_size": 500,
     "pixel_size": 2,
@@ -56,9 +56,9 @@ ORIGINAL_DEFAULT_FLAGS = (
     "--jump_to_vis false --set_frame_num 0 --fr 10 --mc_chunk_size 1000 --save_movie true "
     "--max_shifts 100,100 --strides 96,96 --overlaps 48,48 --num_frames_split 100 "
     "--max_deviation_rigid 3 --pw_rigid false --shifts_opencv true --border_nan copy "
-    "--downsample_ratio 0.1 --crop_parameter 153 303 1000 1000 --intensity_corr_flag false "
+    "--downsample_ratio 0.1 --crop_parameter 0 0 0 0 --intensity_corr_flag false "
     "--bad_frame_detect_flag true --up_sample 2 --rmbg_chunk_size 1000 --rmbg_gsize 6 "
-    "--ckpt_pth utils/deepdefinite_ckpt_resize_2.pth --device cuda --gpu_ids 0 "
+    "--ckpt_pth utils/deepdefinite_ckpt_resize_2.pth --device cpu --gpu_ids 0 "
     "--patch_size 500 --pixel_size 2 --minArea 50 --avgArea 100 --thresh_pmap 1 "
     "--thresh_mask 0.5 --thresh_COM0 6 --thresh_COM 10 --cons 5 --avi_quality 100"
 ).split()
@@ -128,7 +128,7 @@ def test_argv_round_trips_through_parse() -> None:
         ({"downsample_ratio": "nan"}, "downsample_ratio", "finite"),
         ({"avi_quality": 101}, "avi_quality", "at most 100"),
         ({"avi_quality": -1}, "avi_quality", "at least 0"),
-        ({"crop_parameter": [0, 0, 0, 10]}, "crop_parameter", "height must be at least 1"),
+        ({"crop_parameter": [0, 0, -1, 10]}, "crop_parameter", "height must be at least 0"),
         ({"crop_parameter": [-1, 0, 10, 10]}, "crop_parameter", "y must be at least 0"),
         ({"crop_parameter": [1, 2, 3]}, "crop_parameter", "4 whole numbers"),
         ({"max_shifts": "1,2,3"}, "max_shifts", "2 whole numbers"),
@@ -189,7 +189,7 @@ def test_json_schema_agrees_with_the_spec() -> None:
     assert props["fr"] == {**props["fr"], "type": "integer", "minimum": 1, "default": 10}
     assert props["downsample_ratio"]["exclusiveMinimum"] == 0
     assert props["border_nan"]["enum"] == ["copy", "min", "true", "false"]
-    assert [item["minimum"] for item in props["crop_parameter"]["prefixItems"]] == [0, 0, 1, 1]
+    assert [item["minimum"] for item in props["crop_parameter"]["prefixItems"]] == [0, 0, 0, 0]
     assert props["crop_parameter"]["x-labels"] == ["y", "x", "height", "width"]
     json.dumps(schema)  # serialisable as is
 

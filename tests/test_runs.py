@@ -81,6 +81,18 @@ def test_rerun_keeps_history(lab_for: LabFor, frames: Path, tmp_path: Path) -> N
     assert runs[0].params["exit_code"] == 3 and runs[1].params["exit_code"] == 0
 
 
+def test_failure_reason_names_the_pipelines_last_error(
+    lab_for: LabFor, frames: Path, tmp_path: Path
+) -> None:
+    lab = lab_for()
+    said = "crop_parameter: 153+1000 > 256"
+    exp_id = experiment(lab, frames, tmp_path, exit_code=2, stderr_lines=2, error_line=said)
+    done = lab.wait(lab.run_experiment(exp_id).id, timeout=60)
+    assert (done.status, done.reason) == ("failed", f"exit code 2: {said}")
+    assert lab.runs(exp_id)[-1].reason == f"exit code 2: {said}"  # the history's Reason
+    assert f"# finished: failed (exit code 2: {said})" in log_text(lab, done)
+
+
 def test_edit_and_second_run_refused_while_active(
     lab_for: LabFor, frames: Path, tmp_path: Path
 ) -> None:

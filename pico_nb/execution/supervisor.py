@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pico_nb.execution.runas import pipeline_command
-from pico_nb.logs import LogWriter
+from pico_nb.logs import LogWriter, failure_reason
 
 if TYPE_CHECKING:
     from pico_nb.db import Database
@@ -358,6 +358,8 @@ class Supervisor:
             self.failure = log_write_failure(write_error, writer.path)
         if self.failure is not None:
             status, reason = "failed", self.failure
+        else:
+            reason = failure_reason(status, reason, exit_code, writer.path)
         with contextlib.suppress(OSError):  # a full disk: the record still says why
             writer.feed(f"\n# finished: {status} ({reason})\n".encode())
         progress = writer.progress

@@ -29,6 +29,7 @@ from pico_nb.schemas import (
     FrameInfo,
     LogChunk,
     LogLine,
+    NotificationSettings,
     Record,
     Results,
     RunComparison,
@@ -159,6 +160,11 @@ class RemoteLab:
     def is_admin(self) -> bool:
         """Read fresh, so a change of rights takes effect."""
         return self.user.is_admin
+
+    @property
+    def data_roots(self) -> list[Path]:
+        """This member's folders, as the service resolves them for them."""
+        return [Path(p) for p in self._call("GET", "folders")]
 
     @cached_property
     def spec(self) -> PipelineSpec:
@@ -395,6 +401,17 @@ class RemoteLab:
             time.sleep(max(poll, 0.5))
 
     # ----------------------------------------------------------------- accounts
+
+    def notification_settings(self) -> NotificationSettings:
+        """How this member hears that a run ended."""
+        return self._one(NotificationSettings, "GET", "notifications")
+
+    def set_notifications(
+        self, email: str | None = None, webhook: str | None = None
+    ) -> NotificationSettings:
+        """Opt in or out: a value sets it, "" turns it off, None leaves it as it is."""
+        body = {k: v for k, v in (("email", email), ("webhook", webhook)) if v is not None}
+        return self._one(NotificationSettings, "PUT", "notifications", body=body)
 
     def users(self) -> list[UserRecord]:
         """Every account, for admins."""

@@ -82,13 +82,21 @@ def _typed(default: object, raw: str) -> Any:
     return int(raw) if isinstance(default, int) else raw
 
 
-def _service_environment(isolated: bool) -> dict[str, str]:
-    """PICO_NB_* settings for the service only: the one process holding database credentials."""
+def _service_environment(isolated: bool, state: Path) -> dict[str, str]:
+    """PICO_NB_* settings for the service only: the one process holding database credentials.
+
+    Unless the lab names its data roots, each member's folders are their own: under member
+    accounts the per-member default of the settings, in a single-account hub their hub folder
+    (where their JupyterLab starts), never the service account's home.
+    """
     env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
     env = {k: v for k, v in env.items() if not k.startswith(HUB_ENV_PREFIX)}
-    env[ENV_PREFIX + "HOME"] = str(load_settings().home)
+    settings = load_settings()
+    env[ENV_PREFIX + "HOME"] = str(settings.home)
     if isolated:
         env[ENV_PREFIX + "MEMBER_ACCOUNTS"] = "true"
+    elif not settings.data_roots:
+        env[ENV_PREFIX + "DATA_ROOTS"] = str(state / "users" / "{user}")
     return env
 
 
@@ -182,7 +190,7 @@ def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
             "display": True,
             "url": f"http://127.0.0.1:{o.service_port}",
             "command": [sys.executable, "-m", "pico_nb.hub.service"],
-            "environment": _service_environment(isolated),
+            "environment": _service_environment(isolated, state),
             "oauth_no_confirm": True,
         }
     ]

@@ -77,12 +77,17 @@ _USER = "users/" + _ID.format("username")
 ROUTES: dict[str, dict[str, Endpoint]] = {
     "whoami": {"GET": lambda lab: lambda: lab.user},
     "settings": {"GET": lambda lab: lambda: _public_settings(lab.settings)},
+    "folders": {"GET": lambda lab: lambda: [str(p) for p in lab.data_roots]},
     "spec": {"GET": lambda lab: lab.spec.to_dict},
     "schema": {"GET": lambda lab: lab.spec.json_schema},
     "frames": {"GET": attrgetter("detect_frames")},
     "queue": {"GET": attrgetter("queue")},
     "workers": {"GET": attrgetter("workers")},
     "reconcile": {"POST": attrgetter("reconcile")},
+    "notifications": {
+        "GET": attrgetter("notification_settings"),
+        "PUT": attrgetter("set_notifications"),
+    },
     "experiments": {"GET": attrgetter("experiments"), "POST": attrgetter("create_experiment")},
     "experiments/count": {"GET": attrgetter("count_experiments")},
     _EXP: {

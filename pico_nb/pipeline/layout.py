@@ -78,9 +78,9 @@ class Run:
     seconds: dict[str, float] = field(default_factory=dict)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
 
-    def stage(self, name: str, work: Callable[[Run], None]) -> None:
-        """Announce, run and time one stage (wall clock, and CPU time of all threads)."""
-        banner(name)
+    def stage(self, name: str, work: Callable[[Run], None], place: tuple[int, int]) -> None:
+        """Announce (as stage k of n, for overall progress), run and time one stage."""
+        banner(f"{name} (stage {place[0]} of {place[1]})")
         start, cpu = time.perf_counter(), time.process_time()
         work(self)
         self.seconds[name] = round(time.perf_counter() - start, 3)

@@ -21,10 +21,11 @@ from pico_nb.frames import Source, bad_input
 
 
 def check_crop(source: Source, crop: Sequence[int]) -> tuple[slice, slice]:
-    """The crop as slices, or an error naming crop_parameter and the frame size."""
+    """The crop as slices (0 height/width = to the frame's edge), or an error naming it."""
     y, x, height, width = (int(v) for v in crop)
     frame_h, frame_w = source.frame_shape
-    if y + height > frame_h or x + width > frame_w:
+    height, width = height or frame_h - y, width or frame_w - x
+    if height < 1 or width < 1 or y + height > frame_h or x + width > frame_w:
         raise ValidationError.one(
             "crop_parameter",
             f"rows {y}-{y + height} × columns {x}-{x + width} fall outside the "

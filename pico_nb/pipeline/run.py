@@ -82,8 +82,9 @@ def execute(run: Run) -> None:
     run.layout.make()
     run.layout.summary.unlink(missing_ok=True)
     first = _first_stage(run)
-    for name, work in STAGES[first:]:
-        run.stage(name, work)
+    todo = STAGES[first:]
+    for k, (name, work) in enumerate(todo, start=1):
+        run.stage(name, work, (k, len(todo)))
     write_summary(run, started)
     print(f"done in {time.perf_counter() - started:.1f}s: {run.layout.summary}", flush=True)
 

@@ -178,8 +178,10 @@ def format_report(d: dict[str, Any]) -> str:
         )
     if "bad_frames" in d:
         b = d["bad_frames"]
+        hits = len(b["found"]) - len(b["false_alarms"])
         lines.append(
-            f"bad frames: {len(b['found'])} found of {len(b['true'])} "
+            f"bad frames: {hits} of {len(b['true'])} true bad frames found, "
+            f"{len(b['false_alarms'])} false alarm(s) "
             f"(missed {b['missed'] or 'none'}, false alarms {b['false_alarms'] or 'none'})"
         )
     return "\n".join(lines)

@@ -13,20 +13,27 @@ from pico_nb.widgets.compare import CompareView
 from pico_nb.widgets.detail import ExperimentDetail
 from pico_nb.widgets.experiment_list import ExperimentList
 from pico_nb.widgets.form import ExperimentForm
+from pico_nb.widgets.notifications import NotificationsView
+from pico_nb.widgets.page_address import parse_route, route_html
 from pico_nb.widgets.resources import ResourcesView
+from pico_nb.widgets.routes import hub_links
 from pico_nb.widgets.style import MessageBar, guarded, styled, stylesheet
 
 if TYPE_CHECKING:
     from pico_nb.lab import Lab
 
-PAGES = ("Experiments", "New experiment", "Compare", "Resources")
+VIEW_PAGES = {"new": "New experiment", "resources": "Resources", "notifications": "Notifications"}
+PAGES = ("Experiments", "New experiment", "Compare", "Resources", "Notifications")
 
 
 class Dashboard(w.VBox):
     """The analyst's app: list, form, detail, compare and resources behind one header."""
 
-    def __init__(self, lab: Lab | None = None) -> None:
+    def __init__(self, lab: Lab | None = None, *, routing: bool = False) -> None:
         self.lab = lab or default_lab()
+        self.routing = routing  # the app owns the page's address (Voila), not a Lab cell
+        self.router = styled(w.HTML(), "pico-router")
+        self.router.layout.display = "none"
         user = self.lab.user
         admin = ' <span class="pico-badge pico-admin">admin</span>' if user.is_admin else ""
         header = styled(
@@ -37,7 +44,13 @@ class Dashboard(w.VBox):
                         f'<span class="pico-muted" style="color:#94a3b8">'
                         f"{esc(self.lab.spec.title)}</span>"
                     ),
-                    w.HTML(f'<span class="pico-user">{esc(user.username)}</span>{admin}'),
+                    w.HTML(
+                        f'<span class="pico-user">{esc(user.username)}</span>{admin}'
+                        + "".join(
+                            f'<a href="{esc(url)}" target="_top">{esc(label)}</a>'
+                            for label, url in hub_links()
+                        )
+                    ),
                 ]
             ),
             "pico-header",
@@ -55,14 +68,24 @@ class Dashboard(w.VBox):
         self.form.on_cancel(self._back)
         self.compare_view = CompareView(lab=self.lab)
         self.resources = ResourcesView(self.lab)
+        self.notifications = NotificationsView(self.lab)
         self.detail: ExperimentDetail | None = None
         self.back = w.Button(description="All experiments", icon="arrow-left")
         self.back.on_click(lambda _: self.show_page("Experiments"))
         super().__init__(
-            [stylesheet(), header, styled(self.nav, "pico-nav"), self.messages, self.content]
+            [
+                stylesheet(),
+                self.router,
+                header,
+                styled(self.nav, "pico-nav"),
+                self.messages,
+                self.content,
+            ]
         )
         styled(self, "pico", "pico-dashboard")
         self.layout.max_width = "1280px"
+        for control in (self.list_view.search, self.list_view.status, self.list_view.scope):
+            control.observe(lambda _: self._list_route(push=False), "value")
         self.show_page("Experiments")
 
     def close(self) -> None:
@@ -78,13 +101,51 @@ class Dashboard(w.VBox):
         if not self._quiet:
             self.show_page(change["new"])
 
-    def _highlight(self, page: str) -> None:
-        """Mark where a sub-page belongs in the navigation without showing that page."""
+    def _unselect(self) -> None:
+        """On a sub-page no tab is selected, so clicking "Experiments" goes back to the list."""
         self._quiet = True
         try:
-            self.nav.value = page
+            self.nav.value = None
         finally:
             self._quiet = False
+
+    # --------------------------------------------------------------------- routes
+
+    def _set_route(self, route: dict[str, str], title: str, push: bool = True) -> None:
+        """Write the view into the page's address and title (only when the app owns the page)."""
+        if self.routing:
+            self.router.value = route_html(route, title, push)
+
+    def _list_route(self, push: bool = True) -> None:
+        """The list's address keeps its filters, so a reload or a shared link shows the same."""
+        if self.content.children != (self.list_view,):
+            return
+        lv = self.list_view
+        route = {"view": "list", "search": lv.search.value.strip(), "status": lv.status.value}
+        if lv.scope.value != lv.scope.options[-1][1]:
+            route["scope"] = lv.scope.value
+        self._set_route({k: v for k, v in route.items() if v}, "Experiments", push)
+
+    @guarded
+    def open_route(self, query: str) -> None:
+        """Show what an address names: the list with filters, an experiment, a run, compare."""
+        route = parse_route(query)
+        lv = self.list_view
+        if route.status in [v for _, v in lv.status.options]:
+            lv.status.value = route.status
+        if route.scope in [v for _, v in lv.scope.options]:
+            lv.scope.value = route.scope
+        lv.search.value = route.search
+        if route.experiment is not None:
+            detail = self.open_experiment(route.experiment)
+            if detail is not None and route.run is not None:
+                detail.run_picker.value = route.run
+        elif route.view == "compare" and route.compare:
+            self.compare(list(route.compare))
+        elif route.view in VIEW_PAGES:
+            self.show_page(VIEW_PAGES[route.view])
+        else:
+            self.show_page("Experiments")
 
     def _show(self, *views: w.Widget) -> None:
         """Swap the content; only the view on screen refreshes itself."""
@@ -104,14 +165,22 @@ class Dashboard(w.VBox):
         if page == "Experiments":
             self.list_view.refresh()
             self._show(self.list_view)
+            self._list_route()
         elif page == "New experiment":
             self.form.clear()
             self._show(self.form)
+            self._set_route({"view": "new"}, "New experiment")
         elif page == "Compare":
             self._show(self.compare_view)
-        else:
+            self._set_route({"view": "compare"}, "Compare")
+        elif page == "Resources":
             self.resources.refresh()
             self._show(self.resources)
+            self._set_route({"view": "resources"}, "Resources")
+        elif page == "Notifications":
+            self.notifications.refresh()
+            self._show(self.notifications)
+            self._set_route({"view": "notifications"}, "Notifications")
 
     @guarded
     def open_experiment(self, experiment_id: int) -> ExperimentDetail:
@@ -121,21 +190,42 @@ class Dashboard(w.VBox):
         detail.on_clone(lambda i: self.edit(i, clone=True))
         detail.on_deleted(self._deleted)
         self._show(self.back, detail)
-        self._highlight("Experiments")
+        self._unselect()
         self.detail = detail
+        detail.observe(lambda _: self._detail_route(detail), "run_id")
+        self._detail_route(detail)
         return detail
+
+    def _detail_route(self, detail: ExperimentDetail) -> None:
+        """An experiment's address names the run on show, so a reload stays on that run."""
+        if detail is not self.detail:
+            return
+        route = {"experiment": str(detail.experiment_id)}
+        title = f"Experiment {detail.experiment_id}"
+        if detail.run_id is not None:
+            number = dict((v, k) for k, v in detail.run_picker.options).get(detail.run_id, "")
+            route["run"] = str(detail.run_id)
+            title = f"{number} · {title}" if number else title
+        self._set_route(route, title)
 
     @guarded
     def edit(self, experiment_id: int, clone: bool = False) -> None:
         """The form, filled from an experiment, to edit or clone it."""
         self.form.load(self.lab.get_experiment(experiment_id), clone=clone)
         self._show(self.back, self.form)
-        self._highlight("Experiments")
+        self._unselect()
+        self._set_route(
+            {"experiment": str(experiment_id), "view": "clone" if clone else "edit"},
+            f"{'Clone' if clone else 'Edit'} experiment {experiment_id}",
+        )
 
     def compare(self, experiment_ids: list[int]) -> None:
         """The compare page for the experiments ticked in the list."""
         self.nav.value = "Compare"
         self.compare_view.compare(experiment_ids)
+        self._set_route(
+            {"view": "compare", "compare": ",".join(str(i) for i in experiment_ids)}, "Compare"
+        )
 
     # -------------------------------------------------------------------- events
 

@@ -62,7 +62,7 @@ def history_table(runs: list[RunRecord]) -> str:
     rows = "".join(
         f"<tr><td>{r.number}</td><td>{badge(r.status)}</td>"
         f"<td>{esc(local_time(r.started_at))}</td><td>{esc(local_time(r.finished_at))}</td>"
-        f"<td>{esc(duration(r.duration_seconds))}</td>"
+        f"<td>{'—' if r.active else esc(duration(r.duration_seconds))}</td>"
         f"<td>{'—' if r.exit_code is None else r.exit_code}</td>"
         f"<td>{esc(r.reason or '')}</td></tr>"
         for r in reversed(runs)
@@ -129,14 +129,14 @@ class ExperimentDetail(w.VBox):
                 self.confirm,
                 self.messages,
                 self.editor,
+                self.run_picker,  # the live run first: after Run it is on screen, not below
+                self.run_area,
                 self.info,
                 heading("Parameters", 3),
                 self.all_params,
                 self.params,
                 heading("Run history", 3),
                 self.history,
-                self.run_picker,
-                self.run_area,
             ]
         )
         styled(self, "pico", "pico-detail")

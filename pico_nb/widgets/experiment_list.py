@@ -209,6 +209,15 @@ class ExperimentList(w.VBox):
             )
             self._show(items)
 
+    def _empty_text(self) -> str:
+        """An empty list says what to do next: loosen the filters, or create the first one."""
+        if self.search.value.strip() or self.status.value or self.scope.value in ("mine", "shared"):
+            return "No experiments match these filters."
+        return (
+            "No experiments yet. Click “New experiment” above to create your first: a name, "
+            "an input folder of frames and an output folder; then press Save & Run."
+        )
+
     def _show(self, items: list[ExperimentRecord]) -> None:
         """Fill rows, growing the pool only when a page is longer than any before."""
         while len(self.rows) < len(items):
@@ -226,7 +235,7 @@ class ExperimentList(w.VBox):
             if items
             else ""
         )
-        self.empty.value = "" if items else "No experiments match."
+        self.empty.value = "" if items else esc(self._empty_text())
         self.prev_button.disabled = self.page == 0
         self.next_button.disabled = self.page >= self._pages() - 1
         self.messages.clear()

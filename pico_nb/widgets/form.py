@@ -9,8 +9,9 @@ import ipywidgets as w
 import traitlets as t
 
 from pico_nb.errors import ValidationError
+from pico_nb.input_fit import fit_problem, whole_frame
 from pico_nb.params import Param
-from pico_nb.schemas import ExperimentRecord, RunRecord
+from pico_nb.schemas import ExperimentRecord, FrameInfo, RunRecord
 from pico_nb.text import esc, value_text
 from pico_nb.widgets import default_lab
 from pico_nb.widgets.style import MessageBar, guarded, heading, heading_html, styled, stylesheet
@@ -18,24 +19,25 @@ from pico_nb.widgets.style import MessageBar, guarded, heading, heading_html, st
 if TYPE_CHECKING:
     from pico_nb.lab import Lab
 
-INT_LIMIT = 2**31 - 1  # widgets need a bound; this one never binds a real parameter
-FLOAT_LIMIT = 1e15
 LABEL_WIDTH = "200px"
+# After a refused Save, bring the first complaint on screen (widgets do not run <script>).
+SHOW_FIRST_ERROR_JS = (
+    "const f=this.closest('.pico-form');if(!f)return;"
+    "const e=[...f.querySelectorAll('.pico-field-error')].find(x=>x.textContent.trim());"
+    "if(e)e.scrollIntoView({block:'center'})"
+)
 Saved = Callable[[ExperimentRecord, RunRecord | None], None]
 
 
-def _number_box(param: Param, low: float | None, label: str = "") -> w.Widget:
-    """A bounded number box using the spec's bounds (an exclusive minimum is checked on Save)."""
-    kind = w.BoundedIntText if param.kind in ("int", "int_list") else w.BoundedFloatText
-    limit = INT_LIMIT if kind is w.BoundedIntText else FLOAT_LIMIT
+def _number_box(param: Param, label: str = "") -> w.Widget:
+    """An unbounded number box: out-of-range input stays as typed and is shown as an error."""
+    kind = w.IntText if param.kind in ("int", "int_list") else w.FloatText
     box = kind(
-        min=-limit if low is None else low,
-        max=limit if param.maximum is None else param.maximum,
         description=label,
         style={"description_width": "initial"},
         layout=w.Layout(width="120px" if label else "160px"),
     )
-    if kind is w.BoundedFloatText:
+    if kind is w.FloatText:
         box.step = None
     return box
 
@@ -45,17 +47,37 @@ def _inputs(param: Param) -> list[w.Widget]:
     if param.kind == "bool":
         return [w.Checkbox(indent=False, layout=w.Layout(width="auto"))]
     if param.kind in ("int", "float"):
-        return [_number_box(param, param.minimum)]  # type: ignore[arg-type]
+        return [_number_box(param)]
     if param.kind == "choice":
         return [w.Dropdown(options=list(param.choices), layout=w.Layout(width="160px"))]
     if param.kind == "str":
         return [w.Text(layout=w.Layout(width="240px"))]
     labels = param.labels or tuple(str(i) for i in range(param.length))
-    return [_number_box(param, param.element_minimum(i), label) for i, label in enumerate(labels)]
+    return [_number_box(param, label) for label in labels]
+
+
+def field_label(name: str, help_text: str) -> w.HTML:
+    """A field's name with a visible (i) mark carrying its help, for hover and screen readers."""
+    return w.HTML(
+        f'<span class="pico-label"><span>{esc(name)}</span> '
+        f'<span class="pico-info" title="{esc(help_text)}" '
+        f'aria-label="help: {esc(help_text)}">i</span></span>',
+        layout=w.Layout(width=LABEL_WIDTH),
+    )
+
+
+def help_block(help_text: str, unit: str = "") -> w.HTML:
+    """The help shown under a row while it is hovered or one of its inputs has focus."""
+    units = f' <span class="pico-unit-note">Unit: {esc(unit)}.</span>' if unit else ""
+    return styled(w.HTML(f"{esc(help_text)}{units}"), "pico-help")
 
 
 class ParamField(w.HBox):
-    """One parameter: its control(s), a mark when it differs from the default, its error."""
+    """One parameter: its control(s), its help, a mark when it differs from the default, its error.
+
+    Values are never altered: what is typed stays, and a value the spec refuses (or that does
+    not fit the detected input) is shown as an error at the field until it is fixed.
+    """
 
     value = t.Any()
     changed = t.Bool(False)
@@ -63,14 +85,24 @@ class ParamField(w.HBox):
 
     def __init__(self, param: Param) -> None:
         self.param = param
+        self.frames: FrameInfo | None = None  # the detected input, for data-aware checks
         self.inputs = _inputs(param)
         self.marker = w.HTML(layout=w.Layout(width="16px"))
         self.error_label = styled(w.HTML(), "pico-field-error")
-        label = w.Label(param.name, tooltip=param.help, layout=w.Layout(width=LABEL_WIDTH))
+        label = field_label(param.name, param.help)
         for box in self.inputs:
             box.tooltip = param.help
-        super().__init__([label, *self.inputs, self.marker, self.error_label])
-        styled(self, "pico-row")
+        extra: list[w.Widget] = []
+        if param.unit:
+            extra.append(styled(w.HTML(esc(param.unit)), "pico-unit"))
+        self.whole_frame_button = w.Button(
+            description="Use whole frame", layout=w.Layout(display="none")
+        )
+        if param.frame == "crop":
+            extra.append(self.whole_frame_button)
+        self.help = help_block(param.help, param.unit)
+        super().__init__([label, *self.inputs, *extra, self.marker, self.error_label, self.help])
+        styled(self, "pico-row", "pico-param")
         self._syncing = False
         for box in self.inputs:
             box.observe(self._from_inputs, "value")
@@ -81,10 +113,22 @@ class ParamField(w.HBox):
         return list(value) if self.param.kind == "int_list" else value
 
     def _from_inputs(self, _: object = None) -> None:
-        """Typing in a box changes the field's value."""
+        """Typing in a box changes the field's value and re-checks it at once."""
         if not self._syncing:
             values = [box.value for box in self.inputs]
             self.value = values if self.param.kind == "int_list" else values[0]
+            self.check()
+
+    def check(self) -> bool:
+        """Show (or clear) this field's error for its current value; True when it is valid."""
+        try:
+            typed = self.param.coerce(self.value)
+        except ValueError as exc:
+            self.error = str(exc)
+            return False
+        problem = fit_problem(self.param, typed, self.frames) if self.frames else None
+        self.error = problem or ""
+        return problem is None
 
     @t.observe("value")
     def _to_inputs(self, change: dict[str, Any]) -> None:
@@ -111,10 +155,12 @@ class ParamField(w.HBox):
     @t.observe("error")
     def _show_error(self, change: dict[str, Any]) -> None:
         self.error_label.value = esc(change["new"])
+        self.whole_frame_button.layout.display = None if change["new"] else "none"
 
     def reset(self, _: object = None) -> None:
         """Back to the spec's default."""
         self.value = self.as_value(self.param.default)
+        self.check()
 
 
 class ParamSection(w.Accordion):
@@ -151,6 +197,11 @@ class TextField(w.VBox):
         self.error_label = styled(w.HTML(), "pico-field-error")
         title = w.Label(label, layout=w.Layout(width=LABEL_WIDTH))
         super().__init__([styled(w.HBox([title, box, *extra]), "pico-row"), self.error_label])
+        box.observe(self._edited, "value")
+
+    def _edited(self, _: object = None) -> None:
+        """An old complaint goes as soon as the value is changed; Save checks it again."""
+        self.error = ""
 
     @property
     def error(self) -> str:
@@ -189,12 +240,16 @@ class ExperimentForm(w.VBox):
         self.input_path = TextField(
             "Input folder", w.Text(placeholder="/data/movie", layout=wide), detect
         )
-        self.input_path.children = (*self.input_path.children, self.frames)
+        roots = ", ".join(str(r) for r in self.lab.data_roots)
+        self.folders = styled(w.HTML(esc(f"Your folders: {roots}")), "pico-muted", "pico-hint")
+        self.input_path.children = (*self.input_path.children, self.frames, self.folders)
         self.output_path = TextField(
             "Output folder", w.Text(placeholder="/data/results", layout=wide)
         )
         self.sections = [ParamSection(g, ps) for g, ps in self.lab.spec.groups().items()]
         self.fields = {f.param.name: f for s in self.sections for f in s.fields}
+        for field in self.fields.values():
+            field.whole_frame_button.on_click(lambda _, f=field: self._use_whole_frame(f))
         self.save_button = w.Button(description="Save", button_style="primary", icon="save")
         self.save_run_button = w.Button(description="Save & Run", button_style="success")
         self.save_run_button.icon = "play"
@@ -205,6 +260,8 @@ class ExperimentForm(w.VBox):
         self.cancel_button.on_click(self._cancel)
         reset_all.on_click(self.reset_params)
         self.messages = MessageBar()
+        self._scroller = styled(w.HTML(), "pico-log-hook")
+        self._refusals = 0
         self._saved: list[Saved] = []
         self._cancelled: list[Callable[[], None]] = []
         buttons = styled(
@@ -223,6 +280,7 @@ class ExperimentForm(w.VBox):
                 *self.sections,
                 buttons,
                 self.messages,
+                self._scroller,
             ],
             **kwargs,
         )
@@ -269,6 +327,8 @@ class ExperimentForm(w.VBox):
         self.frames.value = ""
         self.reset_params()
         self.clear_errors()
+        for field in self.fields.values():
+            field.frames = None
 
     # ------------------------------------------------------------------ actions
 
@@ -312,9 +372,15 @@ class ExperimentForm(w.VBox):
                 section.selected_index = 0
             else:
                 loose[key] = rule
-        summary = f"Not saved: {len(exc.errors)} field(s) need attention."
+        names = ", ".join(k.removeprefix("params.") for k in exc.errors)
+        summary = f"Not saved: {len(exc.errors)} field(s) need attention ({names})."
         extra = "; ".join(f"{k}: {v}" for k, v in loose.items())
         self.messages.error(f"{summary} {extra}".strip())
+        self._refusals += 1
+        self._scroller.value = (
+            f'<img alt="" src="data:," data-n="{self._refusals}" '
+            f'onerror="{esc(SHOW_FIRST_ERROR_JS)}">'
+        )
 
     def _store(self) -> ExperimentRecord:
         """Create, update or clone through the Lab, which validates everything at once."""
@@ -365,15 +431,32 @@ class ExperimentForm(w.VBox):
             callback(exp, started)
         return exp
 
-    @guarded
-    def _detect(self, _: object = None) -> None:
-        """Confirm the input folder before saving: how many frames, of which kind, what size."""
+    def _frames(self) -> FrameInfo | None:
+        """Detect the input folder's frames, showing the result (or the problem) beside it."""
         self.input_path.error = ""
         self.frames.value = ""
         try:
             info = self.lab.detect_frames(self.input_path.box.value.strip())
         except ValidationError as exc:
             self.input_path.error = "; ".join(exc.errors.values())
-            return
+            return None
         dims = f" · {info.width} × {info.height} px" if info.width else ""
         self.frames.value = esc(f"✓ {info.count:,} frames · {info.kind}{dims}")
+        for field in self.fields.values():
+            if field.param.frame:
+                field.frames = info
+                field.check()
+        return info
+
+    @guarded
+    def _detect(self, _: object = None) -> None:
+        """Confirm the input folder before saving: how many frames, of which kind, what size."""
+        self._frames()
+
+    @guarded
+    def _use_whole_frame(self, field: ParamField) -> None:
+        """The crop that always fits: 0, 0 and the detected frame's height and width."""
+        info = self._frames()
+        if info is not None and info.height:
+            field.value = whole_frame(info)
+            field.check()

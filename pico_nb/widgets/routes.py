@@ -22,3 +22,15 @@ def download_url(run_id: int) -> str:
 def file_url(run_id: int, path: str) -> str:
     """Where the browser downloads one of a run's output files."""
     return f"{_prefix()}/pico-nb/runs/{int(run_id)}/files/{quote(path)}"
+
+
+def hub_links() -> list[tuple[str, str]]:
+    """JupyterLab and Log out, when this kernel runs in a member's hub server; else none."""
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
+    if not prefix:
+        return []
+    base = os.environ.get("JUPYTERHUB_BASE_URL", "/")
+    return [
+        ("JupyterLab", f"{prefix.rstrip('/')}/lab"),
+        ("Log out", f"{base.rstrip('/')}/hub/logout"),
+    ]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 import traitlets as t
@@ -31,6 +32,90 @@ COPY_JS = (
     "navigator.clipboard.writeText(t).then(()=>{this.textContent='Copied';"
     "setTimeout(()=>{this.textContent='Copy'},1500)})"
 )
+# Installed once per log box by an image that cannot load (widgets do not run <script>): keep
+# the view on the newest line while the reader is at the bottom, leave it alone once they
+# scroll up, and follow again when they come back down or press "Jump to latest".
+FOLLOW_JS = (
+    "const s=this.closest('.pico-log-scroll');if(!s||s.dataset.follow)return;"
+    "s.dataset.follow='1';s.dataset.atBottom='1';"
+    "s.addEventListener('scroll',()=>{s.dataset.atBottom="
+    "(s.scrollHeight-s.scrollTop-s.clientHeight<24)?'1':'';"
+    "s.classList.toggle('pico-log-paused',!s.dataset.atBottom)});"
+    "new MutationObserver(()=>{if(s.dataset.atBottom)s.scrollTop=s.scrollHeight})"
+    ".observe(s,{childList:true,subtree:true,characterData:true});"
+    "s.scrollTop=s.scrollHeight"
+)
+# A run the viewer owns ended while they watched: a browser notification (asked for once) and
+# a message in the page, which also covers a refused or unsupported Notification API.
+NOTIFY_JS = (
+    "const t=this.dataset.title,b=this.dataset.body;"
+    "const d=document.createElement('div');d.className='pico-toast';"
+    "d.setAttribute('role','status');d.textContent=t+' · '+b;"
+    "document.body.appendChild(d);setTimeout(()=>d.remove(),15000);"
+    "if(!('Notification' in window))return;"
+    "const show=()=>new Notification(t,{body:b,tag:'pico-run-'+this.dataset.run});"
+    "if(Notification.permission==='granted')show();"
+    "else if(Notification.permission!=='denied')"
+    "Notification.requestPermission().then(p=>{if(p==='granted')show()})"
+)
+JUMP_JS = (
+    "const s=this.closest('.pico-run').querySelector('.pico-log-scroll');"
+    "s.dataset.atBottom='1';s.scrollTop=s.scrollHeight"
+)
+
+
+_PLACE = re.compile(r"^(?P<name>.*?)\s*\(stage (?P<k>\d+) of (?P<n>\d+)\)$")
+
+
+def split_stage(stage: str) -> tuple[str, tuple[int, int] | None]:
+    """'motion correction (stage 4 of 9)' → ('motion correction', (4, 9)); others as they are."""
+    match = _PLACE.match(stage or "")
+    if not match or not 0 < int(match["k"]) <= int(match["n"]):
+        return stage, None
+    return match["name"], (int(match["k"]), int(match["n"]))
+
+
+def overall_fraction(stage: str, fraction: float) -> float:
+    """How far the whole run is: stages done plus this one's share (the stage alone if unknown)."""
+    _, place = split_stage(stage)
+    if place is None:
+        return fraction
+    return (place[0] - 1 + min(max(fraction, 0.0), 1.0)) / place[1]
+
+
+def overall_eta(stage: str, fraction: float, run: RunRecord) -> float | None:
+    """Time left for the whole run from its pace so far; unknown until a little is done."""
+    _, place = split_stage(stage)
+    elapsed = run.duration_seconds
+    done = overall_fraction(stage, fraction)
+    if place is None or elapsed is None or done < 0.05:
+        return None
+    return elapsed * (1 - done) / done
+
+
+def queue_text(run: RunRecord, queue: dict[str, Any]) -> str:
+    """What a queued run awaits: "queued · 2nd in line · waiting for a free slot (1 of 1 used)"."""
+    parts = ["queued"]
+    if run.queue_position:
+        parts.append(
+            "next to start" if run.queue_position == 1 else f"{_nth(run.queue_position)} in line"
+        )
+    slots, running = int(queue.get("slots") or 0), int(queue.get("running") or 0)
+    if run.reason:
+        parts.append(run.reason)
+    elif "workers" in queue and not slots:
+        parts.append("waiting for a worker to come online")
+    elif run.needs_gpu:
+        parts.append("waiting for a free GPU")
+    else:
+        parts.append(f"waiting for a free slot ({running} of {slots} used)")
+    return " · ".join(parts)
+
+
+def _nth(n: int) -> str:
+    """1st, 2nd, 3rd, 4th … 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 class LogView(w.Box):
@@ -41,7 +126,8 @@ class LogView(w.Box):
     def __init__(self, **kwargs: object) -> None:
         self._inner = styled(w.Box(), "pico-log")
         self._blocks: list[tuple[w.HTML, list[str]]] = []
-        super().__init__([self._inner], **kwargs)
+        follow = w.HTML(f'<img alt="" src="data:," onerror="{esc(FOLLOW_JS)}">')
+        super().__init__([styled(follow, "pico-log-hook"), self._inner], **kwargs)
         self.add_class("pico-log-scroll")
 
     @property
@@ -113,8 +199,10 @@ class RunPanel(w.VBox):
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger")
         self.stop_button.on_click(self._stop_clicked)
         self.links = w.HTML()
+        self.notifier = styled(w.HTML(), "pico-log-hook")
         self.messages = MessageBar()
         self._lock = threading.Lock()
+        self._run: RunRecord | None = None
         self._pending = _Pending()
         self._wake = threading.Event()
         toolbar = styled(w.HBox([self.stop_button, self.links]), "pico-toolbar")
@@ -127,6 +215,7 @@ class RunPanel(w.VBox):
                 self.log_view,
                 toolbar,
                 self.messages,
+                self.notifier,
             ],
             **kwargs,
         )
@@ -214,42 +303,76 @@ class RunPanel(w.VBox):
     def _show_run(self, run: RunRecord) -> None:
         """Header line, buttons and bar colour for the run's current state."""
         reason = f" · {esc(run.reason)}" if run.reason else ""
+        when = (
+            f"started {esc(local_time(run.started_at))} · {esc(duration(run.duration_seconds))}"
+            if run.started_at
+            else f"queued {esc(local_time(run.queued_at))}"
+        )
         self.header.value = (
             f'<div class="pico-h3">Run {run.number} {badge(run.status)}</div>'
-            f'<div class="pico-muted">started {esc(local_time(run.started_at))} · '
-            f"{esc(duration(run.duration_seconds))}{reason}</div>"
+            f'<div class="pico-muted">{when}{reason}</div>'
         )
         self.stop_button.disabled = not run.active
         self.links.value = (
             f'<a class="pico-button" href="{esc(download_url(run.id))}" download>Download log</a> '
-            f'<button class="pico-button" onclick="{esc(COPY_JS)}">Copy</button>'
+            f'<button class="pico-button" onclick="{esc(COPY_JS)}">Copy</button> '
+            f'<button class="pico-button pico-jump" onclick="{esc(JUMP_JS)}">'
+            "Jump to latest ↓</button>"
         )
         if not self.stage and run.stage:
             self.stage = run.stage
+        self._run = run
         if run.status == "completed":
             self.bar.value, self.bar.bar_style = 1.0, "success"
         elif run.status in ("failed", "cancelled"):
-            self.bar.bar_style = "danger" if run.status == "failed" else "warning"
+            self.bar.bar_style = ""  # neutral: how far it got, not a warning colour
+            self.bar.add_class("pico-bar-ended")
         elif self.bar.value == 0 and run.progress:
-            self.bar.value = run.progress
+            self.bar.value = overall_fraction(self.stage, run.progress)
+        if self.status in ("queued", "running") and not run.active:
+            self._notify(run)
         self.status = run.status
         self._stage_text(None)
+
+    def _notify(self, run: RunRecord) -> None:
+        """Tell the person who owns the run, if that is who watches, that it has ended."""
+        if run.user != self.lab.username:
+            return
+        name = self.lab.get_experiment(run.experiment_id).name
+        title = f"Run {run.number} of “{name}” {run.status}"
+        self.notifier.value = (
+            f'<img alt="" src="data:," data-run="{run.id}" data-title="{esc(title)}" '
+            f'data-body="{esc(run.reason or run.status)}" onerror="{esc(NOTIFY_JS)}">'
+        )
 
     def _show_progress(self, event: LogLine) -> None:
         """Stage banner or progress bar state, parsed by the Lab from the log."""
         if event.stage is not None and event.stage != self.stage:
             self.stage = event.stage
         self.progress = event.progress or 0.0
-        self.bar.value = self.progress
+        if self.status not in ("failed", "cancelled"):
+            self.bar.value = overall_fraction(self.stage, self.progress)
         self._stage_text(event.eta_seconds)
 
     def _stage_text(self, eta: float | None) -> None:
-        """'motion correction · 45% · about 1m 05s left'."""
-        parts = [self.stage or "waiting for the pipeline"]
-        if self.progress:
+        """'stage 4 of 9: motion correction · 45% · about 1m 05s left in all', or the queue."""
+        run = self._run
+        if run is not None and run.status == "queued":
+            self.stage_label.value = esc(queue_text(run, self.lab.queue()))
+            return
+        name, place = split_stage(self.stage)
+        parts = [f"stage {place[0]} of {place[1]}: {name}" if place else name]
+        if not name:
+            parts = ["waiting for the pipeline's first output" if run and run.active else ""]
+        elif run is not None and not run.active:
+            parts = [f"last stage: {parts[0]}"]
+        if self.progress and run is not None and run.active:
             parts.append(f"{self.progress:.0%}")
-        if eta is not None and self.status == "running":
-            parts.append(f"about {duration(eta)} left")
+        left = overall_eta(self.stage, self.progress, run) if run and run.active else None
+        if left is None and eta is not None and eta >= 1 and not place:
+            left = eta
+        if left is not None and left >= 1:
+            parts.append(f"about {duration(left)} left" + (" in all" if place else ""))
         self.stage_label.value = esc(" · ".join(parts))
 
     @guarded

@@ -12,6 +12,7 @@ from tornado import web
 
 from pico_nb.errors import NotFound, PermissionDenied, PicoError, ValidationError
 from pico_nb.widgets import default_lab
+from pico_nb.widgets.offline import NoCdnLinks
 from pico_nb.widgets.routes import FILE_ROUTE, LOG_ROUTE
 
 if TYPE_CHECKING:
@@ -99,3 +100,4 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     """Register the route on a running Jupyter server, with a Lab for the server's user."""
     base = serverapp.web_app.settings.get("base_url", "/")
     serverapp.web_app.add_handlers(".*$", handlers(base, default_lab))
+    serverapp.web_app.transforms.append(NoCdnLinks)  # the dashboard works offline

@@ -29,13 +29,15 @@ CSS = """
 .pico .widget-button, .pico .widget-toggle-button { width: auto; min-width: 72px;
   padding: 0 12px; }
 .pico .widget-vbox > .widget-button { align-self: flex-start; }
-.pico-form .widget-vbox > .pico-field-error { margin-left: 208px; }
+.pico-form .widget-vbox > .pico-field-error, .pico-form .widget-vbox > .pico-hint {
+  margin-left: 208px; }
 .pico-badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px;
   font-weight: 600; line-height: 18px; white-space: nowrap; }
 .pico-admin { background: #ede9fe; color: #5b21b6; }
 .pico-header { background: #0f172a; color: #f8fafc; padding: 10px 16px; border-radius: 8px;
   align-items: center; justify-content: space-between; flex-wrap: wrap; gap: 8px; }
 .pico-header .widget-html-content { color: #f8fafc; }
+.pico-header a { color: #bfdbfe; margin-left: 12px; }
 .pico-title { font-size: 18px; font-weight: 700; letter-spacing: .2px; }
 .pico-h2 { font-size: 17px; font-weight: 700; margin: 4px 0; }
 .pico-h3 { font-size: 14px; font-weight: 700; margin: 8px 0 2px; color: #334155; }
@@ -46,6 +48,14 @@ CSS = """
 .pico-msg-info { color: #166534; background: #dcfce7; border-radius: 6px; padding: 6px 10px; }
 .pico-field-error { color: #b91c1c; font-size: 12px; }
 .pico-changed { color: #b45309; font-weight: 700; }
+.pico-info { display: inline-block; width: 14px; height: 14px; line-height: 14px;
+  border: 1px solid #1d4ed8; border-radius: 50%; color: #1d4ed8; cursor: help;
+  font: italic 700 10px Georgia, serif; text-align: center; vertical-align: 1px; }
+.pico-unit { color: #475569; font-size: 12px; }
+.pico-param > .pico-help { display: none; flex-basis: 100%; margin-left: 206px; color: #334155;
+  background: #f1f5f9; border-radius: 4px; padding: 4px 8px; font-size: 12px;
+  white-space: normal; }
+.pico-param:hover > .pico-help, .pico-param:focus-within > .pico-help { display: block; }
 .pico-row { align-items: center; gap: 6px; flex-wrap: wrap; }
 .pico-toolbar { align-items: center; gap: 6px; flex-wrap: wrap; margin: 4px 0; }
 .pico-table { border-collapse: collapse; width: 100%; font-size: 13px; }
@@ -62,9 +72,14 @@ CSS = """
   text-align: left !important; padding: 0 4px !important; overflow: hidden;
   text-overflow: ellipsis; }
 .pico-link:hover { text-decoration: underline; }
-.pico-log-scroll { display: flex !important; flex-direction: column-reverse !important;
-  overflow-y: auto !important; height: 320px; background: #0b1021; border-radius: 6px;
-  padding: 6px 10px; }
+.pico-log-scroll { display: block !important; overflow-y: auto !important; height: 320px;
+  background: #0b1021; border-radius: 6px; padding: 6px 10px; }
+.pico-log-hook { display: none !important; }
+.pico-toast { position: fixed; top: 16px; right: 16px; z-index: 1000; max-width: 420px;
+  background: #0f172a; color: #f8fafc; padding: 10px 14px; border-radius: 8px;
+  box-shadow: 0 4px 16px rgba(0, 0, 0, .25); font: 14px system-ui, sans-serif; }
+.pico-bar-ended .progress-bar, .pico-bar-ended .widget-progress .progress-bar {
+  background-color: #94a3b8 !important; }
 .pico-log-scroll pre, .pico-log pre { margin: 0; color: #e2e8f0; background: transparent;
   font: 12px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
   white-space: pre-wrap; overflow-wrap: anywhere; }
@@ -85,6 +100,7 @@ CSS = """
   .pico-header { padding: 8px 10px; }
   .pico-figure { width: 100%; }
   .pico-form .widget-vbox > .pico-field-error { margin-left: 0; }
+  .pico-param > .pico-help { margin-left: 0; }
 }
 """
 

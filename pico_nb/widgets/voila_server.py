@@ -13,6 +13,7 @@ from voila.tornado.handler import TornadoVoilaHandler
 
 from pico_nb.shared_files import shared_dir
 from pico_nb.widgets import default_lab, server
+from pico_nb.widgets.offline import NoCdnLinks
 
 NOTEBOOK = shared_dir("notebooks") / "dashboard.ipynb"
 CONFIG_DIR = shared_dir("jupyter_config")
@@ -45,6 +46,7 @@ class DashboardServer(Voila):
             else (route, handler, *rest)
             for route, handler, *rest in super().init_handlers()
         ]
+        self.app.transforms.append(NoCdnLinks)
         return [*server.handlers(self.base_url, default_lab), *voila]
 
     def start(self) -> None:
@@ -72,6 +74,7 @@ def serve(port: int, open_browser: bool) -> int:
             "--Voila.ip=127.0.0.1",
             "--Voila.port_retries=0",
             "--Voila.open_browser=False",
+            "--Voila.log_level=WARN",  # the URL line below is the one to read; problems still show
             f"--Voila.token={secrets.token_urlsafe(24)}",
         ]
     )

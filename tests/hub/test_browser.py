@@ -75,3 +75,29 @@ def test_alice_logs_in_runs_and_watches_live(page: Page, hub: Hub, tmp_path: Pat
 
     page.goto(f"{hub.url}/services/pico/")  # a browser session reaches the service by OAuth
     expect(page.locator("body")).to_contain_text('"username": "alice"')
+
+
+def test_member_sees_own_folders_links_and_run_addresses(page: Page, hub: Hub) -> None:
+    lab = RemoteLab(url=hub.service_url(), token=hub.token("bob"))
+    exp = lab.create_experiment("bob's run", str(hub.data / "frames"), str(hub.data / "out" / "b"))
+    run = lab.wait(lab.run_experiment(exp.id).id, timeout=60)
+    log_in(page, hub, "bob")
+    page.wait_for_url(re.compile(r"/user/bob/voila/render/dashboard\.ipynb"), timeout=90_000)
+    expect(page.locator(".pico-dashboard")).to_be_visible(timeout=90_000)
+    expect(page.get_by_role("link", name="JupyterLab")).to_have_attribute("href", "/user/bob/lab")
+    expect(page.get_by_role("link", name="Log out")).to_be_visible()
+
+    page.get_by_role("button", name="New experiment").click()
+    expect(page.locator(".pico-form .pico-hint")).to_have_text(f"Your folders: {hub.data}")
+
+    # A run's own address survives a reload under the hub, too.
+    page.goto(page.url.split("?")[0] + f"?experiment={exp.id}&run={run.id}")
+    expect(page.locator(".pico-run .pico-h3")).to_contain_text("Run 1", timeout=90_000)
+    page.reload()
+    expect(page.locator(".pico-run .pico-h3")).to_contain_text("Run 1", timeout=90_000)
+    expect(page).to_have_title(re.compile(r"^Run 1 · Experiment \d+ · PICO workbench"))
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "run-address-after-reload.png"))
+
+    page.get_by_role("link", name="Log out").click()
+    page.wait_for_url(re.compile(r"/hub/(login|logout)"), timeout=30_000)

@@ -34,7 +34,12 @@ STAGES = [
 
 
 def banners(stdout: str) -> list[str]:
-    return re.findall(r"^=======> (.+) <=======$", stdout, flags=re.M)
+    """Stage names in order; each banner also says which stage of how many it is."""
+    found = re.findall(r"^=======> (.+) \(stage (\d+) of (\d+)\) <=======$", stdout, flags=re.M)
+    assert [(int(k), int(n)) for _, k, n in found] == [
+        (k, len(found)) for k in range(1, len(found) + 1)
+    ]
+    return [name for name, _, _ in found]
 
 
 def test_default_run_finds_the_neurons_and_the_motion(

@@ -96,7 +96,8 @@ def test_missing_input(tmp_path: Path, pipeline: Runner) -> None:
 
 def test_crop_outside_the_frame(tmp_path: Path, pipeline: Runner) -> None:
     folder = frames_folder(tmp_path / "in")
-    done = pipeline(folder, tmp_path / "out")
+    original_default = ("--crop_parameter", "153", "303", "1000", "1000")
+    done = pipeline(folder, tmp_path / "out", *original_default)
     _expect_error(done, "crop_parameter", "40×48")
     assert not (tmp_path / "out" / "preprocess" / "movie.npy").exists()
 

@@ -42,3 +42,14 @@ def test_score_with_neurofinder_json(demo_run: tuple[Path, str], tmp_path: Path)
     assert "registration_error_px" not in result
     assert "F1" in score.format_report(result)
     assert score.main([str(out), str(tmp_path / "absent.json")]) == 2
+
+
+def test_bad_frame_report_counts_hits_against_the_truth() -> None:
+    match = {"matched": 1, "precision": 1.0, "recall": 1.0, "f1": 1.0}
+    found = {"true": [3, 9], "found": [3, 9, 12], "missed": [], "false_alarms": [12]}
+    result = {"neurons_found": 1, "neurons_true": 1, "centre": match, "iou": match}
+    report = score.format_report({**result, "bad_frames": found})
+    assert report.splitlines()[-1] == (
+        "bad frames: 2 of 2 true bad frames found, 1 false alarm(s) "
+        "(missed none, false alarms [12])"
+    )

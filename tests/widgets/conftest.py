@@ -69,21 +69,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def served(settings_for: Callable[..., Settings], frames: Path, tmp_path: Path) -> Iterator[Served]:
-    """A live dashboard process on this test's data home, as an analyst starts it."""
-    settings = settings_for("")
+@contextlib.contextmanager
+def serving(settings: Settings, data: Path, **env: str) -> Iterator[Served]:
+    """A live dashboard process on this data home, as an analyst starts it."""
     env = {
         "PICO_NB_HOME": str(settings.home),
-        "PICO_NB_DATA_ROOTS": str(tmp_path),
-        "PICO_NB_PIPELINE_SPEC": str(settings.pipeline_spec),
+        "PICO_NB_DATA_ROOTS": str(data),
         "PICO_NB_HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
+        **env,
     }
+    if settings.pipeline_spec:
+        env["PICO_NB_PIPELINE_SPEC"] = str(settings.pipeline_spec)
     proc, url = start_background(free_port(), env)
     try:
-        yield Served(url=url, data=tmp_path, lab=Lab(settings=settings), pid=proc.pid)
+        yield Served(url=url, data=data, lab=Lab(settings=settings), pid=proc.pid)
     finally:
         stop_background(proc)
+
+
+@pytest.fixture
+def served_builtin(settings_for: Callable[..., Settings], tmp_path: Path) -> Iterator[Served]:
+    """A live dashboard with the built-in PICO pipeline's spec."""
+    with serving(settings_for("", pipeline_spec=None), tmp_path) as live:
+        yield live
+
+
+@pytest.fixture
+def served(settings_for: Callable[..., Settings], frames: Path, tmp_path: Path) -> Iterator[Served]:
+    """A live dashboard with the test pipeline."""
+    with serving(settings_for(""), tmp_path) as live:
+        yield live
 
 
 @pytest.hookimpl(wrapper=True)

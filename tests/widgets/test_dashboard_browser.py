@@ -94,10 +94,9 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
     assert exp.name == "Mouse 12 <day 3>" and exp.params["tqdm_steps"] == 20
     screenshot("03-detail-running")
 
-    page.reload()
+    page.reload()  # the address names the experiment and run: the reload stays on them
     expect(page.locator(".pico-dashboard")).to_be_visible(timeout=60_000)
-    expect(page.locator(".pico-list")).to_contain_text("running")
-    page.get_by_role("button", name="Mouse 12 <day 3>").click()
+    expect(page.locator(".pico-detail .pico-h2")).to_contain_text("Mouse 12 <day 3>")
     expect(page.locator(".pico-log")).to_contain_text("fake pipeline pid")
     expect(page.locator(".pico-log")).to_contain_text("waiting")
     page.locator(".pico-run").get_by_role("button", name="Stop").click()

@@ -21,10 +21,22 @@ def test_controls_follow_the_spec(lab: Lab) -> None:
     assert [s.group for s in form.sections] == list(lab.spec.groups())
     assert set(form.fields) == {p.name for p in lab.spec.params}
     assert isinstance(form.fields["ignore_term"].inputs[0], w.Checkbox)
-    lines = form.fields["lines"].inputs[0]
-    assert isinstance(lines, w.BoundedIntText) and lines.min == 0
-    assert form.fields["exit_code"].inputs[0].max == 255
+    assert isinstance(form.fields["lines"].inputs[0], w.IntText)
     assert form.fields["lines"].inputs[0].tooltip == lab.spec.by_name["lines"].help
+    assert lab.spec.by_name["lines"].help in form.fields["lines"].help.value
+
+
+def test_out_of_range_input_stays_and_is_explained(lab: Lab) -> None:
+    form = ExperimentForm(lab)
+    field = form.fields["exit_code"]
+    field.inputs[0].value = 300
+    assert field.value == 300 and field.inputs[0].value == 300  # never clamped
+    assert field.error == "must be at most 255" and "255" in field.error_label.value
+    field.inputs[0].value = 7
+    assert field.error == "" and field.error_label.value == ""
+    form.name.error = "must not be empty"
+    form.name.box.value = "named now"
+    assert form.name.error == ""
 
 
 def test_changed_marks_and_resets(lab: Lab) -> None:
@@ -108,3 +120,22 @@ def test_edit_and_clone(lab: Lab, make_experiment, tmp_path: Path) -> None:
     copy = lab.experiments(sort="id")[0]
     assert copy.parent_id == exp.id and copy.params["lines"] == 4
     assert lab.count_experiments() == 2
+
+
+def test_crop_that_does_not_fit_is_refused_with_whole_frame_offered(
+    settings_for, frames: Path, tmp_path: Path
+) -> None:
+    lab = Lab(user="alice", settings=settings_for("", pipeline_spec=None))
+    form = ExperimentForm(lab)
+    fill(form, frames, tmp_path / "out")
+    crop = form.fields["crop_parameter"]
+    crop.value = [153, 303, 1000, 1000]  # the original script's default, on a 16×16 movie
+    form.save_button.click()
+    assert lab.count_experiments() == 0
+    assert "16×16 frame" in crop.error and "suggested: 0 0 16 16" in crop.error
+    assert crop.whole_frame_button.layout.display is None
+    crop.whole_frame_button.click()
+    assert crop.value == [0, 0, 16, 16] and crop.error == ""
+    assert crop.whole_frame_button.layout.display == "none"
+    form.save_button.click()
+    assert lab.experiments()[0].params["crop_parameter"] == [0, 0, 16, 16]

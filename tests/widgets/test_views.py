@@ -16,6 +16,7 @@ from pico_nb.widgets.compare import CompareView
 from pico_nb.widgets.dashboard import Dashboard
 from pico_nb.widgets.detail import ExperimentDetail
 from pico_nb.widgets.experiment_list import ExperimentList
+from pico_nb.widgets.notifications import NotificationsView
 from pico_nb.widgets.resources import ResourcesView
 from pico_nb.widgets.results import ResultsView
 from pico_nb.widgets.run_panel import BLOCK_LINES, MAX_LINES, RunPanel
@@ -250,7 +251,7 @@ def test_dashboard_navigation(lab: Lab, frames: Path, tmp_path: Path) -> None:
         board.form.input_path.box.value = str(frames)
         board.form.output_path.box.value = str(tmp_path / "out")
         board.form.save_button.click()
-        assert board.detail is not None and board.nav.value == "Experiments"
+        assert board.detail is not None and board.nav.value is None  # no tab: all are clickable
         assert "saved experiment" in board.detail.messages.value
         board.detail.buttons["Clone"].click()
         assert board.content.children[1] is board.form and board.form.mode == "clone"
@@ -262,3 +263,41 @@ def test_dashboard_navigation(lab: Lab, frames: Path, tmp_path: Path) -> None:
     finally:
         board.close()
     assert board.list_view._ticker._stopped.is_set()
+
+
+def test_dashboard_routes(lab: Lab, make_experiment) -> None:
+    exp = make_experiment("routed")
+    run = lab.wait(lab.run_experiment(exp.id).id, timeout=60)
+    board = Dashboard(lab, routing=True)
+    try:
+        board.open_route(f"experiment={exp.id}&run={run.id}&token=abc")
+        assert board.detail is not None and board.detail.run_id == run.id
+        assert f"&quot;run&quot;: &quot;{run.id}&quot;" in board.router.value
+        assert "Run 1 · Experiment" in board.router.value
+        board.nav.value = "Experiments"  # the tab works from a sub-page
+        assert board.content.children == (board.list_view,)
+        board.open_route("view=list&status=completed&search=rout")
+        assert board.list_view.status.value == "completed"
+        assert board.list_view.search.value == "rout"
+        assert "&quot;status&quot;: &quot;completed&quot;" in board.router.value
+        board.open_route("view=notifications")
+        assert board.content.children == (board.notifications,)
+        board.open_route("experiment=999999")
+        assert "does not exist" in board.detail.messages.value
+    finally:
+        board.close()
+    assert (
+        Dashboard(lab).router.value == ""
+    )  # in a JupyterLab cell the page's address is left alone
+
+
+def test_notification_settings_view(lab: Lab) -> None:
+    view = NotificationsView(lab)
+    assert view.email.box.disabled  # no mail server configured in tests
+    view.webhook.box.value = "ftp://example.org/x"
+    view.save_button.click()
+    assert "https://" in view.webhook.error and "Not saved" in view.messages.value
+    view.webhook.box.value = "https://hooks.example.org/services/SECRET"
+    view.save_button.click()
+    assert "webhook: https://hooks.example.org/…" in view.current.value
+    assert "SECRET" not in view.current.value and view.webhook.box.value == ""
