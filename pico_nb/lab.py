@@ -454,6 +454,8 @@ class Lab:
             if _flag(remove_outputs, "remove_outputs"):
                 if in_place:
                     self._check_removable(session, exp, output)
+                else:  # the folder holding the run folders must not have become a link
+                    safe_paths.check_unlinked(output, roots)
                 for target in [output] if in_place else folders:  # refused before any change
                     safe_paths.check_removable(target, roots)
             exp.deleted_at = utcnow()

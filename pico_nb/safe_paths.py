@@ -134,6 +134,15 @@ def list_files(folder_fd: int, limit: int) -> tuple[list[tuple[str, int]], bool]
     return found, False
 
 
+def check_unlinked(path: str | Path, roots: Sequence[Path]) -> None:
+    """Refuse a folder that is now reached through a link; one that is gone is fine."""
+    try:
+        with open_folder(path, roots):
+            pass
+    except NotFound:
+        return
+
+
 def check_removable(path: str | Path, roots: Sequence[Path]) -> None:
     """Refuse a delete before anything is changed: a root, a link, or a path leaving the roots."""
     _removal(path, roots, remove=False)

@@ -110,17 +110,17 @@ def test_a_live_stranger_with_the_supervisors_pid_is_not_taken_for_it(
 ) -> None:
     lab = lab_for(lost_after_seconds=1)
     never = str(tmp_path / "never")
-    stranger = subprocess.Popen(["sleep", "1000"], start_new_session=True)
     run = lab.run_experiment(experiment(lab, frames, tmp_path, "a", wait_file=never))
     queued = lab.run_experiment(experiment(lab, frames, tmp_path, "b"))
     assert queued.status == "queued"
     wait_for_line(lab, run, "waiting")
     pipeline = psutil.Process(pipeline_pid(lab, run))
     wait_for(lambda: lab.get_run(run.id).pid, 30, "the supervisor to record the pipeline")
+    supervisor = supervisor_of(lab, run.id)
+    supervisor.kill()
+    supervisor.wait(10)
+    stranger = subprocess.Popen(["sleep", "1000"], start_new_session=True)  # started later
     try:
-        supervisor = supervisor_of(lab, run.id)
-        supervisor.kill()
-        supervisor.wait(10)
         with lab.db.write() as session:  # as after a reboot: the pid now names another process
             session.get(Run, run.id).supervisor_pid = stranger.pid
         done = lab.wait(run.id, timeout=30)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,6 +71,7 @@ class Hub:
     process: subprocess.Popen[bytes] | None = None
     tokens: dict[str, str] = field(default_factory=dict)
     isolated: bool = False  # members are OS accounts: each writes only into data/<name>
+    python: str = sys.executable  # the installation the hub runs from
 
     @property
     def url(self) -> str:
@@ -107,7 +109,7 @@ class Hub:
         """Start `pico-nb hub` and return once the hub and the service both answer."""
         with open(self.log_file, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "pico_nb.hub.launch", "hub", "--config", self._extra()],
+                [self.python, "-m", "pico_nb.hub.launch", "hub", "--config", self._extra()],
                 cwd=self.root,
                 env=self.env,
                 stdout=out,
@@ -217,21 +219,63 @@ def start_hub(root: Path, **pico: str) -> Hub:
 
 
 def start_isolated_hub(root: Path, **pico: str) -> Hub:
-    """The lab server as a lab sets it up as root: `pico-nb hub-setup`, `pico-nb users add` for
-    alice, bob and carol (their OS accounts and own data folders), then `pico-nb hub`.
+    """The lab server as a lab sets it up as root: pico-nb installed where every account can
+    run it, `pico-nb hub-setup`, `pico-nb users add` for alice, bob and carol (their OS accounts
+    and own data folders), then `pico-nb hub`.
 
     ``root`` must be enterable by every account; members share read-only input in
     ``data/shared`` and each owns ``data/<name>``.
     """
+    python, spec = shared_install(root / "app")
     values = _values(root, f"{root / 'data'}/{{user}},{root / 'data' / 'shared'}", pico)
-    env = _hub_env(root, values)
+    env = _hub_env(root, {**values, "PIPELINE_SPEC": str(spec)})
     generate(root / "data" / "shared" / "frames", size=(32, 32), frames=4, neurons=2)
-    pico_nb = [sys.executable, "-m", "pico_nb.cli"]
+    pico_nb = [python, "-m", "pico_nb.cli"]
     _as_operator([*pico_nb, "hub-setup"], env)
     for name, password in PASSWORDS.items():
         admin = ["--admin"] if name == "carol" else []
         _as_operator([*pico_nb, "users", "add", name, "--password-stdin", *admin], env, password)
-    return _started(root, env, isolated=True)
+    return _started(root, env, isolated=True, python=python)
+
+
+def shared_install(folder: Path) -> tuple[str, Path]:
+    """Install this checkout (with the hub extra) and the fake pipeline into ``folder``, as a lab
+    installs pico-nb under /opt: a Python and a package every member's account can run.
+
+    The test's own interpreter and checkout may sit in root's private home (pyenv, a CI clone
+    in a 0700 folder), which `pico-nb hub-setup` rightly refuses. Returns the installation's
+    Python and the fake pipeline's spec.
+    """
+    base = next(p for p in ("/usr/bin/python3", sys.executable) if _every_account_runs(p))
+    checkout = Path(__file__).resolve().parents[2]
+    venv = folder / "venv"
+    folder.mkdir(mode=0o755, parents=True)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, f"{checkout}[hub]"], check=True, capture_output=True)
+    proxy = Path(sys.prefix) / "lib" / "node"
+    if proxy.is_dir():  # the Node proxy scripts/install.sh put beside the test's venv
+        shutil.copytree(proxy, venv / "lib" / "node", symlinks=True)
+    for name in ("fake_pipeline.toml", "fake_pipeline.py", "cell_results.py"):
+        shutil.copy2(FAKE_SPEC.parent / name, folder / name)
+    return python, folder / "fake_pipeline.toml"
+
+
+def _every_account_runs(path: str) -> bool:
+    """Every folder above the interpreter's real file, and its own library, may be entered."""
+    real = Path(path).resolve()
+    if not real.exists():
+        return False
+    prefix = Path(
+        subprocess.run(
+            [str(real), "-c", "import sys; print(sys.base_prefix)"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    return all(os.stat(p).st_mode & 0o001 for p in [*real.parents, *prefix.parents, prefix])
 
 
 def _as_operator(argv: list[str], env: dict[str, str], stdin: str = "") -> None:
@@ -240,7 +284,9 @@ def _as_operator(argv: list[str], env: dict[str, str], stdin: str = "") -> None:
     assert answer.returncode == 0, answer.stderr
 
 
-def _started(root: Path, env: dict[str, str], isolated: bool = False) -> Hub:
+def _started(
+    root: Path, env: dict[str, str], isolated: bool = False, python: str = sys.executable
+) -> Hub:
     """Start the hub and register the accounts with it."""
     server = Hub(
         root=root,
@@ -249,6 +295,7 @@ def _started(root: Path, env: dict[str, str], isolated: bool = False) -> Hub:
         service_port=int(env["PICO_NB_HUB_SERVICE_PORT"]),
         admin_token=secrets.token_hex(32),
         isolated=isolated,
+        python=python,
     )
     server.start()
     assert server.hub_api("POST", "users", {"usernames": list(PASSWORDS)}).status == 201

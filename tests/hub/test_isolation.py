@@ -14,7 +14,6 @@ import os
 import pwd
 import stat
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time
@@ -254,7 +253,7 @@ def test_stop_escalates_to_sigkill_across_the_account_boundary(hub: Hub) -> None
 
 
 def test_without_root_the_hub_refuses_with_the_setup_command(hub: Hub) -> None:
-    command = [sys.executable, "-m", "pico_nb.cli", "hub", "--port", "1"]
+    command = [hub.python, "-m", "pico_nb.cli", "hub", "--port", "1"]
     answer = subprocess.run(
         command, env=hub.env, capture_output=True, text=True, user="pico-bob", cwd="/", check=False
     )

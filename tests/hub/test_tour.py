@@ -22,7 +22,7 @@ def test_tour_runs_under_the_hub(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", hub.token("alice"))
     monkeypatch.setenv("JUPYTERHUB_USER", "alice")
     monkeypatch.setenv("PICO_TOUR_INPUT", str(hub.data / "frames"))
-    monkeypatch.setenv("PICO_TOUR_PARAMS", json.dumps({"lines": 4, "tqdm_steps": 5}))
+    monkeypatch.setenv("PICO_TOUR_PARAMS", json.dumps({"lines": 4, "tqdm_steps": 5, "cells": 12}))
     nb = nbformat.read(NOTEBOOKS / "tour.ipynb", as_version=4)
     NotebookClient(
         nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(hub.data)}}

@@ -196,9 +196,9 @@ def test_cells_curation_and_compare_in_the_dashboard(page: Page, served, screens
     expect(viewer.locator(".pico-curation-status")).to_contain_text("saved by")
     assert lab.curation(runs[0].id).rejected == [3]
 
-    page.reload()
+    page.reload()  # the address keeps the view: the same experiment, its cells shown again
     expect(page.locator(".pico-dashboard")).to_be_visible(timeout=60_000)
-    page.get_by_role("button", name="Cells A").click()
+    expect(page.locator(".pico-detail")).to_contain_text("Cells A", timeout=30_000)
     listed = page.locator(".pico-cell-list option").filter(has_text="#3 ")
     expect(listed).to_contain_text("rejected", timeout=30_000)
     compare_both(page)

@@ -92,7 +92,9 @@ def test_detect_frames(lab: Lab, frames: Path, tmp_path: Path) -> None:
     form.input_path.box.value = str(frames)
     form.input_path.children[0].children[2].click()
     assert "3 frames" in form.frames.value and "jpeg sequence" in form.frames.value
-    form.input_path.box.value = str(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    form.input_path.box.value = str(empty)
     form.input_path.children[0].children[2].click()
     assert "contains no frame_N.jpg images" in form.input_path.error
 
