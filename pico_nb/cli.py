@@ -18,6 +18,7 @@ from pico_nb.errors import PicoError, ValidationError
 from pico_nb.inputs import Status
 from pico_nb.schemas import ExperimentRecord, Record, RunRecord
 from pico_nb.settings import load_settings
+from pico_nb.terminal import follow, run_name
 from pico_nb.text import duration, error_text, local_time
 
 if TYPE_CHECKING:
@@ -207,39 +208,6 @@ def cmd_share(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------- runs
 
 
-def _run_name(run: RunRecord) -> str:
-    """'exp 3 run 2': runs are numbered within their experiment, as every view shows them."""
-    return f"exp {run.experiment_id} run {run.number}"
-
-
-def _follow(lab: Lab, run: RunRecord, from_tail: int | None = None) -> int:
-    """Print a run's log live, progress in place on a terminal; Ctrl-C only detaches."""
-    tty = sys.stdout.isatty()
-    shown_progress = ""
-    try:
-        for event in lab.follow_log(run.id, from_tail=from_tail):
-            if event.line is not None:
-                if shown_progress and tty:
-                    sys.stdout.write("\r\x1b[K")
-                    shown_progress = ""
-                sys.stdout.write(event.line + "\n")
-            elif tty and event.progress_text and event.progress_text != shown_progress:
-                shown_progress = event.progress_text
-                sys.stdout.write("\r\x1b[K" + shown_progress[:200])
-            sys.stdout.flush()
-    except KeyboardInterrupt:
-        print(
-            f"\ndetached; exp {run.experiment_id} run {run.number} goes on "
-            f"(pico-nb logs {run.experiment_id} --follow)"
-        )
-        return 130
-    if shown_progress and tty:
-        sys.stdout.write("\n")
-    final = lab.wait(run.id)
-    print(f"{_run_name(final)} {final.status}: {final.reason or ''}".rstrip())
-    return 0 if final.status == "completed" else 1
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     lab = _lab(args)
     run = lab.run_experiment(args.id)
@@ -248,10 +216,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     where = "queued" if run.status == "queued" else "started"
     log = run.log_path if lab.settings.executor == "local" else f"pico-nb logs {args.id}"
-    print(f"{where} {_run_name(run)} (log: {log})")
+    print(f"{where} {run_name(run)} (log: {log})")
     if run.reason:
         print(f"note: {run.reason}")
-    return _follow(lab, run) if args.follow else 0
+    return follow(lab, run) if args.follow else 0
 
 
 def _pick_run(lab: Lab, experiment_id: int, number: int | None) -> RunRecord:
@@ -273,7 +241,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     run = lab.stop_run(run.id)
     if run.active:
         run = lab.wait(run.id, timeout=lab.settings.stop_grace_seconds + 10)
-    print(f"{_run_name(run)} {run.status}: {run.reason or 'stop requested'}")
+    print(f"{run_name(run)} {run.status}: {run.reason or 'stop requested'}")
     return 0
 
 
@@ -281,7 +249,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     lab = _lab(args)
     run = _pick_run(lab, args.id, args.run)
     if args.follow:
-        return _follow(lab, run, from_tail=args.tail)
+        return follow(lab, run, from_tail=args.tail)
     offset = 0
     while True:
         chunk = lab.read_log(run.id, offset)

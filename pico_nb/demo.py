@@ -37,14 +37,14 @@ def demo_experiment(lab: Lab) -> ExperimentRecord:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo experiment end to end and score it against the ground truth."""
-    from pico_nb.cli import _follow
     from pico_nb.pipeline import score
+    from pico_nb.terminal import follow
 
     lab = Lab(args.home, args.user)
     exp = demo_experiment(lab)
     print(f"demo experiment {exp.id}: {exp.input_path} -> {exp.output_path}")
     run = lab.run_experiment(exp.id)
-    code = _follow(lab, run)
+    code = follow(lab, run)
     if code == 0:
         folder = Path(lab.get_run(run.id).output_path)
         report = score.score(folder, Path(exp.input_path) / "ground_truth.npz")

@@ -9,7 +9,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
@@ -384,6 +384,8 @@ def _to_float(value: Any) -> float:
         number = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
         raise ValueError("must be a number") from None
+    except OverflowError:  # a whole number beyond any float, e.g. 10**400
+        raise ValueError("must be a finite number") from None
     if number != number or number in (float("inf"), float("-inf")):
         raise ValueError("must be a finite number")
     return number
@@ -476,11 +478,9 @@ def spec_from_dict(data: Mapping[str, Any], version: str = "") -> PipelineSpec:
 
 @cache
 def builtin_spec() -> PipelineSpec:
-    """The built-in PICO spec, parsed once per process."""
-    from pico_nb import __version__
-
+    """The built-in PICO spec, parsed once per process; versioned as the installed package."""
     text = resources.files("pico_nb").joinpath("pico_spec.toml").read_text("utf-8")
-    return spec_from_dict(tomllib.loads(text), version=__version__)
+    return spec_from_dict(tomllib.loads(text), version=metadata.version("pico-nb"))
 
 
 def load_spec(path: str | Path | None = None) -> PipelineSpec:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -28,3 +29,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def source_copy(target: Path) -> Path:
+    """The package's sources copied to target, so a pip build leaves nothing in the checkout."""
+    skip = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "test*", "bench*")
+    shutil.copytree(CHECKOUT, target, ignore=skip)
+    return target

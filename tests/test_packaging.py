@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import CHECKOUT, source_copy
+
+ROOT = CHECKOUT
 PIP = (sys.executable, "-m", "pip")
 
 pytestmark = pytest.mark.slow
 
 
 def test_wheel_carries_and_finds_the_notebooks_and_config(tmp_path: Path) -> None:
-    source = tmp_path / "source"  # a copy, so the build leaves nothing in the checkout
-    skip = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "test*", "bench*")
-    shutil.copytree(ROOT, source, ignore=skip)
+    source = source_copy(tmp_path / "source")
     build = subprocess.run(
         [*PIP, "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", source],
         capture_output=True,

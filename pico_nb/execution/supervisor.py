@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -273,8 +273,20 @@ class Supervisor:
         """Find runs whose supervisor died and hand their slots on, so no viewer is needed."""
         from pico_nb.execution import local
 
-        if local.reconcile(self.db, self.settings):
-            local.dispatch(self.db, self.settings)
+        with self._outage_tolerated():
+            if local.reconcile(self.db, self.settings):
+                local.dispatch(self.db, self.settings)
+
+    @contextlib.contextmanager
+    def _outage_tolerated(self) -> Iterator[None]:
+        """Slot keeping is best effort: a database outage here must not end the supervisor,
+        the next heartbeat (or any Lab's reconcile) does it once the database is back."""
+        try:
+            yield
+        except Exception as exc:
+            if not _is_outage(exc):
+                raise
+            self._note_outage(exc)
 
     def _enforce_stop(self, proc: subprocess.Popen[bytes]) -> None:
         """SIGTERM to the whole group at once, SIGKILL once the grace period is over."""
@@ -342,8 +354,9 @@ class Supervisor:
         """Let the next queued run have the slot, and any slot a dead peer left."""
         from pico_nb.execution import local
 
-        local.reconcile(self.db, self.settings)
-        local.dispatch(self.db, self.settings)
+        with self._outage_tolerated():
+            local.reconcile(self.db, self.settings)
+            local.dispatch(self.db, self.settings)
 
     def conclude(self, returncode: int, writer: LogWriter, write_error: OSError | None) -> None:
         """Write the final line and the final record, then hand the slot on."""

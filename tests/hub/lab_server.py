@@ -20,7 +20,7 @@ from pico_nb.lab import Lab
 from pico_nb.pipeline.synthetic import generate
 from pico_nb.settings import load_settings
 
-from support import free_port
+from support import free_port, source_copy
 
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22", "carol": "carol-secret-3"}
 ACCESS = ["access:services!service=pico"]
@@ -247,13 +247,14 @@ def shared_install(folder: Path) -> tuple[str, Path]:
     Python and the fake pipeline's spec.
     """
     base = next(p for p in ("/usr/bin/python3", sys.executable) if _every_account_runs(p))
-    checkout = Path(__file__).resolve().parents[2]
     venv = folder / "venv"
     folder.mkdir(mode=0o755, parents=True)
     subprocess.run([base, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, f"{checkout}[hub]"], check=True, capture_output=True)
+    source = source_copy(folder / "source")
+    subprocess.run([*pip, f"{source}[hub]"], check=True, capture_output=True)
+    shutil.rmtree(source)
     proxy = Path(sys.prefix) / "lib" / "node"
     if proxy.is_dir():  # the Node proxy scripts/install.sh put beside the test's venv
         shutil.copytree(proxy, venv / "lib" / "node", symlinks=True)

@@ -19,6 +19,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,9 @@ def in_kernel(hub: Hub, user: str, code: str) -> str:
     kernel = http("POST", base, token, {"name": "python3"}).json["id"]
     try:
         ws = base.replace("http://", "ws://") + f"/{kernel}/channels"
-        return asyncio.run(_execute(ws, token, code))
+        # A loop of its own on a thread of its own: a session's Playwright keeps one running here.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, _execute(ws, token, code)).result()
     finally:
         http("DELETE", f"{base}/{kernel}", token)
 
