@@ -155,6 +155,7 @@ def test_argv_round_trips_through_parse() -> None:
         ({"max_shifts": [2**63, 0]}, "max_shifts", "y must be at most 65535"),
         ({"set_frame_num": "9" * 5000}, "set_frame_num", "whole number"),
         ({"downsample_ratio": "1e400"}, "downsample_ratio", "finite"),
+        ({"downsample_ratio": 10**400}, "downsample_ratio", "finite"),
         ({"ckpt_pth": "--out_path"}, "ckpt_pth", "must not start with '-'"),
         ({"ckpt_pth": "--data_path=/etc"}, "ckpt_pth", "must not start with '-'"),
         ({"ckpt_pth": "model\x7f.pth"}, "ckpt_pth", "control characters"),
