@@ -84,7 +84,7 @@ class RunCells:
 
     def image(self, name: str) -> np.ndarray:
         """A background image the size of the masks: mean, correlation or max projection."""
-        if name not in IMAGES:
+        if not isinstance(name, str) or name not in IMAGES:
             raise ValidationError.one("image", f"must be one of {', '.join(IMAGES)}")
         relative = IMAGES[name].format(result_dir=self.summary.get("result_dir", ""))
         path = _inside(self.root, relative)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cell_results import write_results
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -273,6 +274,23 @@ def test_results_refuse_an_output_folder_swapped_for_a_link(world: dict[str, Any
         alice.results(run.id)
     with pytest.raises(PermissionDenied):
         alice.result_file(run.id, "done.txt")
+
+
+def test_cells_traces_images_and_exports_refuse_a_folder_swapped_for_a_link(
+    world: dict[str, Any],
+) -> None:
+    alice, run, private = world["alice"], world["run"], world["private"]
+    write_results(private / "e1" / Path(run.output_path).name, 3)  # bob's cells, lined up
+    _swap_for_link(Path(run.output_path).parent, private / "e1")
+    for call in (
+        lambda: alice.cells(run.id),
+        lambda: alice.traces(run.id, [1]),
+        lambda: alice.cell_image(run.id),
+        lambda: alice.export(run.id, "csv"),
+    ):
+        with pytest.raises(PermissionDenied):
+            call()
+    assert not (private / "e1" / "exports").exists()
 
 
 def test_results_refuse_a_parent_folder_swapped_for_a_link(world: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from pico_nb import cells as run_cells
-from pico_nb import outputs
+from pico_nb import outputs, safe_paths
 from pico_nb.errors import NotFound, PermissionDenied, ValidationError
 from pico_nb.inputs import as_id
 from pico_nb.lab.core import LabCore
@@ -81,6 +81,7 @@ class ResultsMixin(LabCore):
             raise NotFound(f"run {run.id} has not finished yet")
         if self._replaced_by(run) is not None:
             raise NotFound(self.results(run.id).note or f"run {run.id} has no results")
+        safe_paths.check_unlinked(run.output_path, self._roots_of(run))  # swapped for a link?
         return run_cells.open_run(Path(run.output_path))
 
     def _curation_state(self, run_id: int) -> tuple[RunRecord, bool, Curation]:
@@ -234,12 +235,13 @@ class ResultsMixin(LabCore):
         By default into `<output>/exports/`, beside the run folders, never inside them."""
         from pico_nb import export
 
-        if format not in export.FORMATS:
+        if not isinstance(format, str) or format not in export.FORMATS:
             raise ValidationError.one("format", f"must be one of {', '.join(export.FORMATS)}")
         run, _, curation = self._curation_state(run_id)
         experiment = self.get_experiment(run.experiment_id)
         data = self._finished_cells(run)
         if destination is None:
+            safe_paths.check_unlinked(experiment.output_path, self._roots_of(run))
             folder = Path(experiment.output_path) / "exports"
             stem = f"e{experiment.id}-run-{run.number:04d}"
             target = folder / (stem + export.FORMATS[format])

@@ -315,3 +315,71 @@ def test_depth_is_counted_outside_strings_only() -> None:
     assert service.nesting_depth(tricky) == 4
     assert service.nesting_depth(b'["unterminated [[[[') == 1
     assert service.nesting_depth(deep_json(100_000)) == 100_001
+
+
+LEGITIMATE = {  # hostile-looking values that are fine where they are: no parameters changed,
+    ("experiments", "params"): ({}, None),  # no description, a long one (up to 10,000)
+    ("experiments", "description"): ("", "a" * 5000),
+}
+HOSTILE_VALUES: list[Any] = [[], {}, [[1]], 10**30, -(10**30), 1e308, None, "", "‮x", "a" * 5000]
+
+
+def _plausible(name: str, hub: Hub, finished: dict[str, Any]) -> Any:
+    """A well-formed value for a body field, so the hostile one is what reaches the Lab."""
+    rid = finished["run"]["id"]
+    values = {
+        "name": "fuzz body",
+        "input_path": str(hub.data / "frames"),
+        "output_path": str(hub.data / "out" / "fuzz-body"),
+        "params": {},
+        "format": "csv",
+        "run_ids": [rid, rid + 1],
+        "cells": [1],
+        "rejected": [],
+        "password": "a-long-enough-password-9",
+        "is_admin": False,
+        "shared": False,
+    }
+    return values.get(name, "x")
+
+
+def test_each_body_field_hostile_in_turn_is_refused(hub: Hub, finished: dict[str, Any]) -> None:
+    """Bodies complete but for one hostile value, so every value check of every writing route
+    is reached (a body missing fields is refused before the Lab sees it)."""
+    eid, rid = finished["exp"]["id"], finished["run"]["id"]
+    token = hub.token("alice")
+    before = _stored(hub)
+    accepted: list[tuple[str, str, str, str]] = []
+    for method, path in _routes(eid, rid):
+        if method not in ("POST", "PUT", "PATCH"):
+            continue
+        fields = _body_fields(method, path, eid, rid)
+        for field in fields:
+            for value in HOSTILE_VALUES:
+                body = {f: _plausible(f, hub, finished) for f in fields} | {field: value}
+                answer = raw(method, f"{hub.api}/{path}", token, json.dumps(body).encode())
+                if answer.status < 400:
+                    if value not in LEGITIMATE.get((path, field), ()):
+                        accepted.append((method, path, field, repr(value)[:20]))
+                    hub.call("alice", "DELETE", f"experiments/{answer.json['id']}")
+                    continue
+                refused(answer, f"{method} {path} {field}={str(value)[:20]}")
+    assert accepted == [], accepted
+    assert _stored(hub) == before
+
+
+def _body_fields(method: str, path: str, eid: int, rid: int) -> list[str]:
+    """The body fields the route's Lab method takes (its parameters less those in the path)."""
+    import inspect
+
+    from pico_nb.lab import Lab
+
+    for pattern, methods in service.ROUTES.items():
+        concrete = pattern.replace(service._ID.format("experiment_id"), str(eid))
+        concrete = concrete.replace(service._ID.format("run_id"), str(rid))
+        concrete = concrete.replace(service._ID.format("username"), "alice")
+        if concrete == path and method in methods:
+            fn = methods[method](Lab)
+            skip = {"self", "experiment_id", "run_id", "username"}
+            return [n for n in inspect.signature(fn).parameters if n not in skip]
+    raise AssertionError(f"no route {method} {path}")
