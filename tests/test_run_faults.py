@@ -134,6 +134,26 @@ def test_a_live_stranger_with_the_supervisors_pid_is_not_taken_for_it(
         stranger.wait()
 
 
+def test_a_follower_of_the_only_run_sees_it_lost_when_its_supervisor_dies(
+    lab_for: LabFor, frames: Path, tmp_path: Path
+) -> None:
+    lab = lab_for(lost_after_seconds=1)
+    run = lab.run_experiment(experiment(lab, frames, tmp_path, "a", wait_file=str(tmp_path / "n")))
+    lines = lab.follow_log(run.id)
+    for event in lines:  # attached, and the pipeline is waiting
+        if event.line is not None and "waiting" in event.line:
+            break
+    wait_for(lambda: lab.get_run(run.id).pid, 30, "the supervisor to record the pipeline")
+    supervisor = supervisor_of(lab, run.id)
+    supervisor.kill()  # no other supervisor is left to notice, and no one calls wait()
+    supervisor.wait(10)
+    finished = threading.Event()
+    threading.Thread(target=lambda: (list(lines), finished.set()), daemon=True).start()
+    assert finished.wait(30), "the follower still waits on a run nobody supervises"
+    done = lab.get_run(run.id)
+    assert done.status == "failed" and done.reason.startswith("lost: supervisor stopped")
+
+
 def test_a_stop_racing_a_claim_stops_the_claimed_run(
     settings_for: Callable[..., Settings], pg_url: str, frames: Path, tmp_path: Path
 ) -> None:

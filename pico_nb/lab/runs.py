@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Collection, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,17 @@ class RunsMixin(LabCore):
             self.reconcile()
             time.sleep(poll)
 
+    def _settled(self, run_id: int) -> RunRecord:
+        """The run's record, reconciled first once its heartbeat is stale: a follower must not
+        wait forever on a run nobody supervises any more, viewers or not."""
+        run = self.get_run(run_id)
+        beat = run.heartbeat_at
+        cutoff = utcnow() - timedelta(seconds=self.settings.lost_after_seconds)
+        if run.status == "running" and beat is not None and beat < cutoff:
+            self.reconcile()
+            run = self.get_run(run_id)
+        return run
+
     def queue(self) -> dict[str, Any]:
         """Slots in use and runs waiting, for the resources view."""
         return self.executor.queue_state()
@@ -208,7 +220,7 @@ class RunsMixin(LabCore):
             now = time.monotonic()
             if not state["done"] and now - state["checked"] > 0.25:
                 state["checked"] = now
-                state["done"] = not self.get_run(run_id).active
+                state["done"] = not self._settled(run_id).active
             return bool(state["done"])
 
         with contextlib.closing(self._log_source(run, poll)) as source:

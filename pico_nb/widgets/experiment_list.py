@@ -187,7 +187,14 @@ class ExperimentList(w.VBox):
 
     def _tick(self) -> None:
         if self.active:
-            self.refresh()
+            self.settle()
+
+    @guarded
+    def settle(self) -> None:
+        """Reconcile, then show the page: a run whose supervisor vanished reads as lost within
+        a tick, even when no other run's supervisor is left to notice it."""
+        self.lab.reconcile()
+        self.refresh()
 
     @guarded
     def refresh(self) -> None:
