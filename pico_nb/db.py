@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 SCHEMA_REVISION = "0003_notify"
+# PostgreSQL advisory lock keys, one per thing serialised; SQLite's BEGIN IMMEDIATE (or a file
+# lock for migrations) serialises the same things there.
+MIGRATION_LOCK = 7311
+QUEUE_LOCK = 7312  # claims, stops and run numbers
+LOGIN_LOCK = 7314  # login throttle counters
 """The newest migration; checked against the migrations folder by the tests."""
 
 _engines: dict[str, Engine] = {}
@@ -129,12 +134,19 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
             yield
         return
     with engine.connect() as conn:
-        conn.execute(text("SELECT pg_advisory_lock(7311)"))
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
         try:
             yield
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(7311)"))
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
             conn.commit()
+
+
+def advisory_xact_lock(session: Session, key: int) -> None:
+    """Serialise a transaction with others taking the same key, until it ends (PostgreSQL);
+    SQLite's write transactions are already serial (BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def head_revision(engine: Engine) -> str | None:

@@ -13,10 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from pico_nb.db import Database
+from pico_nb.db import LOGIN_LOCK, Database, advisory_xact_lock
 from pico_nb.models import LoginThrottle, utcnow
 
 
@@ -51,8 +50,7 @@ def keys(username: str, address: str) -> tuple[str, str]:
 
 def _lock(session: Session) -> None:
     """Serialise claims: SQLite's BEGIN IMMEDIATE already does; PostgreSQL takes a lock."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(7314)"))
+    advisory_xact_lock(session, LOGIN_LOCK)
 
 
 def _row(session: Session, key: str) -> LoginThrottle:

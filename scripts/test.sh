@@ -21,6 +21,7 @@ redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null ||
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/lint-imports --no-cache  # DESIGN's layers and no import cycles (pyproject.toml)
 set +e
 .venv/bin/python -m pytest -p no:cacheprovider "$@"
 status=$?

@@ -19,7 +19,7 @@ from private_servers import PrivatePostgres, SmallDisk
 from test_runs import experiment, log_text, pipeline_pid, wait_for_line
 
 from pico_nb.errors import Conflict
-from pico_nb.execution import local
+from pico_nb.execution import bookkeeping, local
 from pico_nb.execution.celery import WorkerRuntime
 from pico_nb.lab import Lab
 from pico_nb.logstream import STREAM_TTL, stream_key
@@ -191,7 +191,7 @@ def test_a_stop_racing_a_claim_stops_the_claimed_run(
 CLAIM_THEN_DIE = """
 import os, signal, sys
 from pico_nb.db import open_database
-from pico_nb.execution import local
+from pico_nb.execution import bookkeeping, local
 from pico_nb.execution.celery import WorkerRuntime
 from pico_nb.logstream import STREAM_TTL, stream_key
 from pico_nb.settings import Settings
@@ -359,7 +359,7 @@ def test_a_restarted_worker_keeps_the_log_tail_only_its_spool_had(
     shipped = whole[: whole.index(b"line 10\n")]
     with lab.db.write() as session:  # as a worker left it when it was killed mid-run
         row = session.get(Run, run.id)
-        row.status, row.worker, row.host = "running", "w-restart", local.HOST
+        row.status, row.worker, row.host = "running", "w-restart", bookkeeping.HOST
         row.started_at = row.heartbeat_at = utcnow()
         session.add(LogBytes(run_id=run.id, start=0, stop=len(shipped), data=shipped))
     spool = settings.home / "spool" / f"run_{run.id}_1.log"

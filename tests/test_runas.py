@@ -15,7 +15,7 @@ from pico_nb.os_accounts import check_member_name
 
 
 def plan(tmp_path: Path, account: str | None) -> dict[str, object]:
-    """A launch plan as local.launch_plan makes it."""
+    """A launch plan as bookkeeping.launch_plan makes it."""
     out = str(tmp_path / "out")
     return {"argv": ["true"], "output_path": out, "gpus": None, "account": account}
 

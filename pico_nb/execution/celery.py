@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 
 from pico_nb import logstream
 from pico_nb.errors import Conflict, ValidationError
-from pico_nb.execution import local
+from pico_nb.execution import bookkeeping
 from pico_nb.execution.supervisor import Supervisor, launch, process_start
 from pico_nb.file_modes import private_folder
 from pico_nb.models import Run, Worker, utcnow
@@ -146,7 +146,7 @@ class CeleryExecutor:
 
     def reconcile(self) -> list[int]:
         """Fail runs whose worker stopped reporting, then send out what is waiting."""
-        lost = local.reconcile(self.db, self.settings)
+        lost = bookkeeping.reconcile(self.db, self.settings)
         logstream.expire_streams(logstream.connect(self.settings.effective_log_stream_url), lost)
         self.redispatch()
         return lost
@@ -154,7 +154,7 @@ class CeleryExecutor:
     def queue_state(self) -> dict[str, Any]:
         """Slots, GPUs and the line across the workers that are online."""
         with self.db.read() as session:
-            state = local.count_active(session)
+            state = bookkeeping.count_active(session)
             workers = list(session.scalars(select(Worker)))
         online = [w for w in workers if worker_state(w, self.settings) == "online"]
         state["slots"] = sum(w.slots for w in online)
@@ -208,13 +208,18 @@ class WorkerRuntime:
                 row = Worker(name=self.name)
                 session.add(row)
             elif worker_state(row, self.settings) == "online" and (
-                row.host != local.HOST or local.alive(row.pid, None)
+                row.host != bookkeeping.HOST or bookkeeping.alive(row.pid, None)
             ):
                 raise Conflict(
                     f"worker {self.name} is already online on {row.host}; "
                     "give this one another --name"
                 )
-            row.host, row.pid, row.slots, row.gpus = local.HOST, os.getpid(), self.slots, self.gpus
+            row.host, row.pid, row.slots, row.gpus = (
+                bookkeeping.HOST,
+                os.getpid(),
+                self.slots,
+                self.gpus,
+            )
             row.started_at = row.heartbeat_at = utcnow()
             row.stopped_at = None
         self._keep_spools()
@@ -223,9 +228,11 @@ class WorkerRuntime:
                 session.scalars(select(Run).where(Run.status == "running", Run.worker == self.name))
             )
             for run in lost:  # this worker restarted under them: they cannot be reported on
-                if run.host == local.HOST:
-                    local.kill_orphans(run)
-                local.finish(run, "failed", f"lost: worker {self.name} restarted while it ran")
+                if run.host == bookkeeping.HOST:
+                    bookkeeping.kill_orphans(run)
+                bookkeeping.finish(
+                    run, "failed", f"lost: worker {self.name} restarted while it ran"
+                )
         logstream.expire_streams(self.redis, [run.id for run in lost])
         private_folder(self.spool)
         for target in (self._housekeep, self._listen_for_stops):
@@ -317,7 +324,7 @@ class WorkerRuntime:
 
     def _claim(self, session: Session, needs_gpu: bool) -> int | str | None:
         """Queued to running in one locked transaction, fairly between users."""
-        local.lock_queue(session)
+        bookkeeping.lock_queue(session)
         running = session.execute(
             select(Run.user_id, Run.worker, Run.gpus).where(Run.status == "running")
         ).all()
@@ -334,11 +341,11 @@ class WorkerRuntime:
         run = session.get(Run, run_id)
         now = utcnow()
         run.status, run.started_at, run.heartbeat_at = "running", now, now
-        run.host, run.worker, run.supervisor_pid = local.HOST, self.name, os.getpid()
+        run.host, run.worker, run.supervisor_pid = bookkeeping.HOST, self.name, os.getpid()
         run.supervisor_start = process_start(os.getpid())
         run.gpus = free_gpus[0] if needs_gpu else None
         run.reason = None
-        run.provenance = {**run.provenance, **local.machine(), "worker": self.name}
+        run.provenance = {**run.provenance, **bookkeeping.machine(), "worker": self.name}
         return run.id
 
     def _execute(self, run_id: int) -> None:
@@ -346,7 +353,7 @@ class WorkerRuntime:
         with self.db.read() as session:
             run = session.get(Run, run_id)
             spool = self.spool / f"run_{run_id}_{time.time_ns()}.log"
-            plan = local.launch_plan(
+            plan = bookkeeping.launch_plan(
                 run, self.settings, log_path=str(spool), hide_gpus=bool(self.gpus)
             )
         shipper = logstream.LogShipper(self.db, self.redis, run_id, self.settings.heartbeat_seconds)
@@ -459,7 +466,7 @@ def run_worker(settings: Settings, db: Database, name: str, slots: int, gpus: li
             "--pool=threads",
             f"--concurrency={slots}",
             f"--queues={','.join(queues)}",
-            f"--hostname={runtime.name}@{local.HOST}",
+            f"--hostname={runtime.name}@{bookkeeping.HOST}",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",

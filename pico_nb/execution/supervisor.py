@@ -126,7 +126,7 @@ def spawn_pipeline(argv: list[str], cwd: str, env: dict[str, str]) -> subprocess
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        process_group=0,  # its own group, inside our session: see local.reconcile
+        process_group=0,  # its own group, inside our session: see bookkeeping.reconcile
         cwd=cwd,
         env=env,
     )
@@ -270,15 +270,11 @@ class Supervisor:
             self.check_peers()
 
     def check_peers(self) -> None:
-        """Find runs whose supervisor died and hand their slots on, so no viewer is needed."""
-        from pico_nb.execution import local
-
-        with self._outage_tolerated():
-            if local.reconcile(self.db, self.settings):
-                local.dispatch(self.db, self.settings)
+        """Look after other runs' slots at each heartbeat: the executor's subclass knows how."""
+        raise NotImplementedError
 
     @contextlib.contextmanager
-    def _outage_tolerated(self) -> Iterator[None]:
+    def outage_tolerated(self) -> Iterator[None]:
         """Slot keeping is best effort: a database outage here must not end the supervisor,
         the next heartbeat (or any Lab's reconcile) does it once the database is back."""
         try:
@@ -290,23 +286,23 @@ class Supervisor:
 
     def _enforce_stop(self, proc: subprocess.Popen[bytes]) -> None:
         """SIGTERM to the whole group at once, SIGKILL once the grace period is over."""
-        from pico_nb.execution import local
+        from pico_nb.execution import bookkeeping
 
         if not self.stopped_by or proc.poll() is not None:
             return
         now = time.monotonic()
         if self.term_at is None:
             self.term_at = now
-            local.signal_group(proc.pid, signal.SIGTERM)
+            bookkeeping.signal_group(proc.pid, signal.SIGTERM)
         elif now - self.term_at >= self.settings.stop_grace_seconds and self.killed_after is None:
             self.killed_after = self.settings.stop_grace_seconds
-            local.signal_group(proc.pid, signal.SIGKILL)
+            bookkeeping.signal_group(proc.pid, signal.SIGKILL)
 
     def supervise(
         self, proc: subprocess.Popen[bytes], writer: LogWriter, pump: OutputCopier
     ) -> int:
         """Heartbeat, report progress and enforce stops until the pipeline's main process ends."""
-        from pico_nb.execution import local
+        from pico_nb.execution import bookkeeping
 
         last_beat = last_progress = 0.0
         seen_progress = None
@@ -314,7 +310,7 @@ class Supervisor:
             if pump.error is not None and self.failure is None:
                 self.failure = log_write_failure(pump.error, writer.path)
             if self.failure is not None:  # the log or the database is gone: stop the run
-                local.signal_group(proc.pid, signal.SIGKILL)
+                bookkeeping.signal_group(proc.pid, signal.SIGKILL)
                 break
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=0.2)
@@ -331,7 +327,7 @@ class Supervisor:
             self._enforce_stop(proc)
         returncode = proc.wait()
         pump.join(timeout=DRAIN_SECONDS)  # a helper may hold the pipe: drain, within bounds
-        local.signal_group(proc.pid, signal.SIGKILL)  # leftovers of the pipeline die with it
+        bookkeeping.signal_group(proc.pid, signal.SIGKILL)  # leftovers of the pipeline die with it
         pump.join(timeout=DRAIN_SECONDS)
         pump.halt.set()  # a helper that left the group keeps the pipe: stop reading it
         pump.join()
@@ -351,16 +347,12 @@ class Supervisor:
         """A local log is complete once its writer is closed; a remote one is shipped here."""
 
     def hand_on(self) -> None:
-        """Let the next queued run have the slot, and any slot a dead peer left."""
-        from pico_nb.execution import local
-
-        with self._outage_tolerated():
-            local.reconcile(self.db, self.settings)
-            local.dispatch(self.db, self.settings)
+        """Let the next queued run have the slot once this one is recorded: per executor."""
+        raise NotImplementedError
 
     def conclude(self, returncode: int, writer: LogWriter, write_error: OSError | None) -> None:
         """Write the final line and the final record, then hand the slot on."""
-        from pico_nb.execution import local
+        from pico_nb.execution import bookkeeping
         from pico_nb.models import utcnow
 
         stopped_by = self.stopped_by if self.term_at is not None else None  # it reached the run
@@ -385,7 +377,7 @@ class Supervisor:
                 run.stage = progress.stage[:200]
             if status == "completed":
                 run.progress = 1.0
-            local.finish(
+            bookkeeping.finish(
                 run, status, reason, exit_code=exit_code, signal=signame, heartbeat_at=utcnow()
             )
 
@@ -394,20 +386,15 @@ class Supervisor:
 
     def fail_to_start(self, exc: OSError) -> None:
         """Record why the pipeline never ran, and free the slot for the next run."""
-        from pico_nb.execution import local
+        from pico_nb.execution import bookkeeping
 
         reason = f"could not start: {exc}"
-        self._update(lambda run: local.finish(run, "failed", reason), patient=True)
+        self._update(lambda run: bookkeeping.finish(run, "failed", reason), patient=True)
         self.hand_on()
 
 
-def main(argv: list[str], wake: threading.Event) -> int:
-    """Start the pipeline at once, then load the database stack and supervise it to the end."""
-    started = launch(json.loads(os.environ[PLAN_ENV]))  # output flows while the stack loads
-    from pico_nb.db import open_database
-    from pico_nb.execution import local
+def settings_from_env() -> Settings:
+    """The settings the launching Lab used, handed to the supervisor through its environment."""
+    from pico_nb.settings import Settings
 
-    settings = local.settings_from_env()
-    db = open_database(settings.effective_database_url)
-    Supervisor(db, settings, int(argv[0]), wake).see_through(started)
-    return 1 if isinstance(started, OSError) else 0
+    return Settings(**json.loads(os.environ[SETTINGS_ENV]))

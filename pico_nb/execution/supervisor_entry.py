@@ -17,8 +17,13 @@ signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 if __name__ == "__main__":
+    import json
+    import os
     import sys
 
-    from pico_nb.execution.supervisor import main
+    from pico_nb.execution.supervisor import PLAN_ENV, launch
 
-    sys.exit(main(sys.argv[1:], WAKE))
+    started = launch(json.loads(os.environ[PLAN_ENV]))  # output flows while the stack loads
+    from pico_nb.execution.local import supervise
+
+    sys.exit(supervise(int(sys.argv[1]), WAKE, started))

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from pico_nb import logs, logstream, notices
 from pico_nb.errors import Conflict, ValidationError
-from pico_nb.execution import local
+from pico_nb.execution import bookkeeping
 from pico_nb.execution.celery import worker_state
 from pico_nb.inputs import MAX_LOG_READ, whole
 from pico_nb.lab.core import LabCore
@@ -37,7 +37,7 @@ class RunsMixin(LabCore):
             raise Conflict(f"no space left on device for the run's log ({folder})")
         with self.db.write() as session:
             exp = self._load(session, experiment_id, write=True)
-            local.lock_queue(session)
+            bookkeeping.lock_queue(session)
             active = self._active_run(session, exp.id)
             if active is not None:
                 raise Conflict(
@@ -66,7 +66,7 @@ class RunsMixin(LabCore):
                 log_path=str(logs.log_path(self.settings.home, self.username, exp.id, number, now)),
                 queued_at=now,
                 needs_gpu=self.spec.needs_gpu(values["params"]),
-                provenance=local.provenance(self.spec, argv, self.username),
+                provenance=bookkeeping.provenance(self.spec, argv, self.username),
             )
             session.add(run)
             session.flush()
@@ -77,7 +77,7 @@ class RunsMixin(LabCore):
     def stop_run(self, run_id: int) -> RunRecord:
         """Stop a run: a queued one leaves the queue, a running one gets SIGTERM then SIGKILL."""
         with self.db.write() as session:
-            local.lock_queue(session)  # a claim committed meanwhile is seen, not overwritten
+            bookkeeping.lock_queue(session)  # a claim committed meanwhile is seen, not overwritten
             run = self._load_run(session, run_id, write=True)
             if run.status not in ACTIVE_STATUSES:
                 raise Conflict(
@@ -85,7 +85,7 @@ class RunsMixin(LabCore):
                     f"({run.status})"
                 )
             if run.status == "queued":
-                local.finish(run, "cancelled", f"stopped by {self.username} while queued")
+                bookkeeping.finish(run, "cancelled", f"stopped by {self.username} while queued")
             else:
                 run.stop_requested_by = self.username
         self.executor.stop(run_id)
@@ -162,7 +162,7 @@ class RunsMixin(LabCore):
             raise ValidationError.one("--slots", "must be at least 1")
         if not self.settings.broker_url:
             raise ValidationError.one("broker_url", "is required: set PICO_NB_BROKER_URL")
-        name = celery.check_worker_name(name or local.HOST)
+        name = celery.check_worker_name(name or bookkeeping.HOST)
         celery.run_worker(self.settings, self.db, name, slots or max(len(gpu_ids), 1), gpu_ids)
 
     # ---------------------------------------------------------------------- logs
