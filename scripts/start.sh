@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/install.sh
 # Quiet unless something goes wrong: pip's and setuptools' chatter goes to a log shown on failure.
 install_log="$(mktemp)"
-if ! install_venv "" >"$install_log" 2>&1; then
+if ! install_venv "formats" >"$install_log" 2>&1; then  # formats: HDF5/NWB in and out
   cat "$install_log" >&2
   echo "error: installing into .venv failed (output above)" >&2
   exit 1

@@ -257,7 +257,11 @@ class ExperimentDetail(w.VBox):
     def run(self) -> RunRecord:
         """Start a new run and follow it."""
         run = self.lab.run_experiment(self.experiment_id)
-        self.messages.info(f"started run {run.number}")
+        if run.status == "queued":
+            place = f", number {run.queue_position} in line" if run.queue_position else ""
+            self.messages.info(f"run {run.number} is queued{place}; it starts when a slot frees")
+        else:
+            self.messages.info(f"started run {run.number}")
         self.refresh()
         self.run_picker.value = run.id
         return run

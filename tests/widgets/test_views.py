@@ -116,6 +116,22 @@ def test_detail_runs_stops_and_shows_history(lab: Lab, make_experiment, tmp_path
         view.close()
 
 
+def test_a_queued_run_says_it_is_queued_and_where(
+    lab: Lab, make_experiment, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    first = lab.run_experiment(make_experiment("holds the slot", wait_file=str(gate)).id)
+    view = ExperimentDetail(make_experiment("waits").id, lab)
+    try:
+        view.buttons["Run"].click()
+        message = view.messages.value
+        assert "run 1 is queued, number 1 in line" in message and "started" not in message
+    finally:
+        gate.touch()
+        lab.wait(first.id, timeout=60)
+        view.close()
+
+
 def test_detail_clone_highlights_parent_and_delete(lab: Lab, make_experiment) -> None:
     exp = make_experiment("parent", lines=5)
     clone = lab.clone_experiment(exp.id, "child", params={"lines": 6})
