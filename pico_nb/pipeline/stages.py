@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,15 @@ from pico_nb.pipeline.store import DiskStack, frames_per_chunk
 TEMPLATE_SAMPLE = 200
 TEMPLATE_ROUNDS = 2
 TRACE_PAGE = 10
+
+
+def peak_memory_mb() -> float:
+    """The pipeline's peak resident memory so far (Linux reports kB), for compare and benchmarks."""
+    peak = max(
+        resource.getrusage(who).ru_maxrss
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return round(peak / 1024, 1)
 
 
 # ------------------------------------------------------------------ loading and repair
@@ -580,6 +590,7 @@ def write_summary(run: Run, started: float) -> None:
         "stage_seconds": run.seconds,
         "stage_cpu_seconds": run.cpu_seconds,
         "total_seconds": round(time.perf_counter() - started, 3),
+        "peak_memory_mb": peak_memory_mb(),
         "result_dir": seg_name,
         "files": {
             "masks": f"{seg_name}/masks.npy",

@@ -160,10 +160,16 @@ class CellViewer(w.VBox):
         self.threshold = w.FloatText(value=3.0, layout=w.Layout(width="70px"))
         self.filter_button = w.Button(description="Reject SNR below", icon="filter")
         self.filter_button.on_click(lambda _: self.reject_below(self.threshold.value))
+        self.export_format = w.Dropdown(
+            options=[("NWB", "nwb"), ("CSV + NumPy", "csv")], layout=w.Layout(width="130px")
+        )
+        self.export_button = w.Button(description="Export accepted", icon="download")
+        self.export_button.on_click(lambda _: self.export())
         self.curation = w.VBox(
             [
                 styled(w.HBox(list(self.buttons.values())), "pico-toolbar"),
                 styled(w.HBox([self.filter_button, self.threshold]), "pico-toolbar"),
+                styled(w.HBox([self.export_button, self.export_format]), "pico-toolbar"),
             ]
         )
         if not self.table.editable:
@@ -266,6 +272,7 @@ class CellViewer(w.VBox):
             self.rejected = self.history.pop()
             self._fill_list()
             self._show_status()
+            self._picked({"new": self.picker.value})  # captions say accepted/rejected anew
 
     @guarded
     def save(self) -> None:
@@ -276,3 +283,15 @@ class CellViewer(w.VBox):
         self._draw_image()
         self._show_status()
         self.messages.info(f"saved: {len(self.saved)} cell(s) rejected")
+
+    @guarded
+    def export(self) -> str | None:
+        """Write the accepted cells and their traces beside the run folders; exports use the
+        saved curation, so unsaved changes are refused rather than silently left out."""
+        if self.rejected != self.saved:
+            self.messages.error("save the curation first: exports use the saved one")
+            return None
+        path = self.lab.export(self.run_id, self.export_format.value)
+        accepted = len(self.table.cells) - len(self.saved)
+        self.messages.info(f"exported {accepted:,} accepted cell(s) to {path}")
+        return path

@@ -72,6 +72,7 @@ def test_outputs_in_the_original_layout_and_open_formats(demo_run: tuple[Path, s
     assert summary["result_dir"] == "seg_results_thresh_pmap_1"
     assert summary["frames"] == 300 and summary["size"] == [256, 256]
     assert set(summary["stage_seconds"]) == set(STAGES)
+    assert 20 < summary["peak_memory_mb"] < 4000  # the pipeline's own peak, for compare
     for image in summary["previews"]["images"]:
         assert (out / image["path"]).stat().st_size > 0, image
     assert len(summary["previews"]["images"]) >= 4

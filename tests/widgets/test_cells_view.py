@@ -51,8 +51,17 @@ def test_click_a_cell_see_its_trace_and_curate(
     assert viewer.rejected == low | {5}
     viewer.buttons["Undo"].click()
     assert viewer.rejected == {5}
+    viewer.buttons["Undo"].click()  # back to nothing rejected: the caption follows
+    assert "rejected" not in viewer.traces.captions.value
+    viewer.reject_picked()
+    viewer.export_button.click()  # an export uses the saved curation: unsaved work is refused
+    assert "save the curation first" in viewer.messages.value
     viewer.buttons["Save"].click()
     assert lab.curation(run_id).rejected == [5] and "saved by alice" in viewer.status.value
+    viewer.export_format.value = "csv"
+    viewer.export_button.click()
+    assert "exported 11 accepted cell(s) to" in viewer.messages.value
+    assert (tmp_path / "out" / "exports").is_dir()
     assert "✗ rejected" in dict((v, k) for k, v in viewer.picker.options)[5]
     # A colleague with read access sees the curation but cannot change it.
     lab.share_experiment(exp.id)
