@@ -17,6 +17,7 @@ from pico_nb.widgets.notifications import NotificationsView
 from pico_nb.widgets.page_address import parse_route, route_html
 from pico_nb.widgets.resources import ResourcesView
 from pico_nb.widgets.routes import hub_links
+from pico_nb.widgets.run_watch import RunWatcher
 from pico_nb.widgets.style import MessageBar, guarded, styled, stylesheet
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class Dashboard(w.VBox):
         self.compare_view = CompareView(lab=self.lab)
         self.resources = ResourcesView(self.lab)
         self.notifications = NotificationsView(self.lab)
+        self.watcher = RunWatcher(self.lab)
         self.detail: ExperimentDetail | None = None
         self.back = w.Button(description="All experiments", icon="arrow-left")
         self.back.on_click(lambda _: self.show_page("Experiments"))
@@ -80,6 +82,7 @@ class Dashboard(w.VBox):
                 styled(self.nav, "pico-nav"),
                 self.messages,
                 self.content,
+                self.watcher,
             ]
         )
         styled(self, "pico", "pico-dashboard")
@@ -90,7 +93,7 @@ class Dashboard(w.VBox):
 
     def close(self) -> None:
         """Closing the app stops every view's timers and threads."""
-        for view in (self.list_view, self.resources, self.detail):
+        for view in (self.list_view, self.resources, self.detail, self.watcher):
             if view is not None:
                 view.close()
         super().close()

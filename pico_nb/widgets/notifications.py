@@ -36,10 +36,10 @@ class NotificationsView(w.VBox):
                 stylesheet(),
                 heading("Notifications"),
                 w.HTML(
-                    '<div class="pico-muted">An open dashboard or JupyterLab tab shows a notice '
-                    "when a run you watch ends. To hear of every run of yours, also by e-mail or "
-                    "in a chat channel (Slack, Mattermost, Teams incoming webhook), fill in either "
-                    "field; empty it to stop.</div>"
+                    '<div class="pico-muted">An open dashboard shows a notice when any run of '
+                    "yours ends, and a JupyterLab run panel when its run does. To hear of them "
+                    "away from the page too, by e-mail or in a chat channel (Slack, Mattermost, "
+                    "Teams incoming webhook), fill in either field; empty it to stop.</div>"
                 ),
                 self.email,
                 self.webhook,

@@ -48,6 +48,8 @@ FOLLOW_JS = (
 # A run the viewer owns ended while they watched: a browser notification (asked for once) and
 # a message in the page, which also covers a refused or unsupported Notification API.
 NOTIFY_JS = (
+    "const seen=window.picoNotified=window.picoNotified||new Set();"
+    "if(seen.has(this.dataset.run))return;seen.add(this.dataset.run);"  # panel and watcher
     "const t=this.dataset.title,b=this.dataset.body;"
     "const d=document.createElement('div');d.className='pico-toast';"
     "d.setAttribute('role','status');d.textContent=t+' · '+b;"
@@ -58,10 +60,22 @@ NOTIFY_JS = (
     "else if(Notification.permission!=='denied')"
     "Notification.requestPermission().then(p=>{if(p==='granted')show()})"
 )
+
+
 JUMP_JS = (
     "const s=this.closest('.pico-run').querySelector('.pico-log-scroll');"
     "s.dataset.atBottom='1';s.scrollTop=s.scrollHeight"
 )
+
+
+def ended_notice(run: RunRecord, experiment_name: str) -> str:
+    """HTML that, once in the page, shows a toast and a browser notification that a run ended
+    (once per run, however many views report it)."""
+    title = f"Run {run.number} of “{experiment_name}” {run.status}"
+    return (
+        f'<img alt="" src="data:," data-run="{run.id}" data-title="{esc(title)}" '
+        f'data-body="{esc(run.reason or run.status)}" onerror="{esc(NOTIFY_JS)}">'
+    )
 
 
 _PLACE = re.compile(r"^(?P<name>.*?)\s*\(stage (?P<k>\d+) of (?P<n>\d+)\)$")
@@ -338,12 +352,7 @@ class RunPanel(w.VBox):
         """Tell the person who owns the run, if that is who watches, that it has ended."""
         if run.user != self.lab.username:
             return
-        name = self.lab.get_experiment(run.experiment_id).name
-        title = f"Run {run.number} of “{name}” {run.status}"
-        self.notifier.value = (
-            f'<img alt="" src="data:," data-run="{run.id}" data-title="{esc(title)}" '
-            f'data-body="{esc(run.reason or run.status)}" onerror="{esc(NOTIFY_JS)}">'
-        )
+        self.notifier.value = ended_notice(run, self.lab.get_experiment(run.experiment_id).name)
 
     def _show_progress(self, event: LogLine) -> None:
         """Stage banner or progress bar state, parsed by the Lab from the log."""

@@ -20,6 +20,7 @@ from pico_nb.widgets.notifications import NotificationsView
 from pico_nb.widgets.resources import ResourcesView
 from pico_nb.widgets.results import ResultsView
 from pico_nb.widgets.run_panel import BLOCK_LINES, MAX_LINES, RunPanel
+from pico_nb.widgets.run_watch import RunWatcher
 
 
 def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -130,6 +131,23 @@ def test_a_queued_run_says_it_is_queued_and_where(
         gate.touch()
         lab.wait(first.id, timeout=60)
         view.close()
+
+
+def test_the_dashboard_tells_its_member_when_any_run_of_theirs_ends(
+    lab: Lab, make_experiment, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    run = lab.run_experiment(make_experiment("watched <b>", wait_file=str(gate)).id)
+    watcher = RunWatcher(lab, refresh_seconds=0.1)
+    try:
+        assert run.id in watcher.active and watcher.value == ""
+        gate.touch()
+        lab.wait(run.id, timeout=60)
+        until(lambda: "data-title=" in watcher.value)
+        assert "Run 1 of “watched &lt;b&gt;” completed" in watcher.value  # escaped
+        assert "exit code 0" in watcher.value and watcher.active == {}
+    finally:
+        watcher.close()
 
 
 def test_detail_clone_highlights_parent_and_delete(lab: Lab, make_experiment) -> None:
