@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cell_results import write_results
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +18,7 @@ from pico_nb.inputs import MAX_INT64, MAX_LOG_READ
 from pico_nb.lab import Lab
 from pico_nb.settings import Settings, load_settings
 
+from cell_results import write_results
 from fuzz_values import bad_counts, bad_ids, flag_like, huge_numbers, spoofed_text, unknown_words
 from support import TEST_PIPELINE, write_frames
 

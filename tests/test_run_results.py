@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cell_results import FRAMES, RATE, write_results
 
 from pico_nb import db
 from pico_nb.errors import NotFound, PermissionDenied, ValidationError
 from pico_nb.lab import Lab
 from pico_nb.models import Run
+
+from cell_results import FRAMES, RATE, write_results
 
 
 def finished(lab: Lab, experiment_id: int) -> int:

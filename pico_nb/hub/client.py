@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from pico_nb.errors import Conflict, NotFound, PermissionDenied, PicoError, ValidationError
 from pico_nb.hub import API_TOKEN_ENV, SERVICE_URL_ENV
-from pico_nb.inputs import as_id
+from pico_nb.inputs import Scope, Sort, Status, as_id
 from pico_nb.params import PipelineSpec, spec_from_dict
 from pico_nb.schemas import (
     CellTable,
@@ -206,14 +206,14 @@ class RemoteLab:
 
     def experiments(
         self,
-        status: str | None = None,
+        status: Status | None = None,
         search: str | None = None,
         owner: str | None = None,
         limit: int = 50,
         offset: int = 0,
         *,
-        scope: str = "visible",
-        sort: str = "created",
+        scope: Scope = "visible",
+        sort: Sort = "created",
         descending: bool = True,
     ) -> list[ExperimentRecord]:
         """A page of the experiments this user may see."""
@@ -231,11 +231,11 @@ class RemoteLab:
 
     def count_experiments(
         self,
-        status: str | None = None,
+        status: Status | None = None,
         search: str | None = None,
         owner: str | None = None,
         *,
-        scope: str = "visible",
+        scope: Scope = "visible",
     ) -> int:
         """How many experiments match, for pagination."""
         query = {"status": status, "search": search, "owner": owner, "scope": scope}

@@ -9,16 +9,11 @@ from typing import Any
 
 import pytest
 
-from pico_nb.errors import NotFound, PermissionDenied, ValidationError
+from pico_nb.errors import PermissionDenied
 from pico_nb.hub.client import RemoteLab
-from pico_nb.schemas import ExperimentRecord, LogChunk, RunRecord
 
+from lab_contract import release, scenario
 from lab_server import Hub, http
-
-
-def release(path: Path) -> None:
-    """Let a fake pipeline waiting on this file finish."""
-    path.write_text("go")
 
 
 def test_whoami_and_no_token(hub: Hub) -> None:
@@ -170,55 +165,11 @@ def test_html_in_names_is_stored_as_text(hub: Hub, experiment: Any) -> None:
     assert hub.call("alice", "GET", f"experiments/{answer.json['id']}").json["name"] == name
 
 
-def test_remote_lab_matches_lab(hub: Hub, tmp_path: Path) -> None:
+def test_remote_lab_keeps_the_lab_contract(hub: Hub, tmp_path: Path) -> None:
     lab = RemoteLab(url=hub.service_url(), token=hub.token("alice"))
-    assert lab.username == "alice" and not lab.is_admin
-    assert lab.spec.name == "fake" and "lines" in lab.spec.defaults()
-    with pytest.raises(ValidationError) as bad:
-        lab.create_experiment("remote", str(hub.data / "frames"), "/etc/out")
-    assert "output_path" in bad.value.errors
-    gate = tmp_path / "gate"
-    exp = lab.create_experiment(
-        "remote",
-        str(hub.data / "frames"),
-        str(hub.data / "out" / "remote"),
-        params={"wait_file": str(gate), "tqdm_steps": 5},
-    )
-    assert isinstance(exp, ExperimentRecord) and exp.owner == "alice"
-    assert lab.get_experiment(exp.id) == exp
-    assert exp.id in [e.id for e in lab.experiments(search="remote")]
-    assert lab.count_experiments(search="remote") >= 1
-    run = lab.run_experiment(exp.id)
-    assert isinstance(run, RunRecord) and run.active
-    seen: list[str] = []
-    for event in lab.follow_log(run.id):
-        if event.line is not None:
-            seen.append(event.line)
-        if event.line == "waiting":
-            release(gate)
-    assert "finished" in seen and "waiting" in seen
-    final = lab.wait(run.id, timeout=30)
-    assert final.status == "completed" and final.exit_code == 0
-    chunk = lab.read_log(run.id)
-    assert isinstance(chunk, LogChunk) and "finished" in chunk.text and chunk.finished
-    assert lab.result_file(run.id, "done.txt") == b"ok"
-    assert lab.curation(run.id).rejected == []
-    with pytest.raises(NotFound):  # the test pipeline wrote no cells
-        lab.cells(run.id)
-    assert [r.id for r in lab.runs(exp.id)] == [run.id]
-    clone = lab.clone_experiment(exp.id, name="remote copy", output_path=str(hub.data / "out/rc"))
-    assert clone.parent_id == exp.id
-    assert lab.share_experiment(clone.id).shared
-    assert lab.update_experiment(clone.id, description="edited").description == "edited"
-    lab.delete_experiment(clone.id)
-    with pytest.raises(NotFound):
-        lab.get_experiment(clone.id)
-    with pytest.raises(PermissionDenied):
-        lab.users()
     bob = RemoteLab(url=hub.service_url(), token=hub.token("bob"))
-    with pytest.raises(PermissionDenied):
-        bob.get_experiment(exp.id)
-    with pytest.raises(PermissionDenied):
+    scenario(lab, bob, hub.frames, hub.out("alice") / "contract", tmp_path / "gate")
+    with pytest.raises(PermissionDenied):  # a token speaks for its own member only
         RemoteLab(user="bob", url=hub.service_url(), token=hub.token("alice"))
     assert lab.queue()["slots"] == 4
     assert lab.settings.max_concurrent_runs == 4 and lab.settings.data_roots == [hub.data]

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from test_api import test_follow_is_live, test_remote_lab_matches_lab
+from test_api import test_follow_is_live, test_remote_lab_keeps_the_lab_contract
 from test_survival import (
     test_run_survives_a_hub_restart,
     test_run_survives_stopping_the_users_server,
@@ -23,7 +23,7 @@ REDIS_URL = os.environ.get("PICO_NB_TEST_HUB_REDIS", "redis://127.0.0.1:6379/12"
 
 __all__ = [
     "test_follow_is_live",
-    "test_remote_lab_matches_lab",
+    "test_remote_lab_keeps_the_lab_contract",
     "test_run_survives_a_hub_restart",
     "test_run_survives_stopping_the_users_server",
 ]
