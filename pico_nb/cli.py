@@ -43,9 +43,9 @@ def _settings_pairs(pairs: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
-def _dump(value: Record | list[Record] | dict[str, Any]) -> None:
+def _dump(value: Record | Sequence[Record] | dict[str, Any]) -> None:
     """The --json form: records as JSON with ISO timestamps."""
-    if isinstance(value, list):
+    if isinstance(value, Sequence):
         data: Any = [v.model_dump(mode="json") for v in value]
     elif isinstance(value, Record):
         data = value.model_dump(mode="json")

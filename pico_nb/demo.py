@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pico_nb.lab import Lab
 from pico_nb.schemas import ExperimentRecord
+
+if TYPE_CHECKING:
+    from pico_nb.lab_api import LabAPI
 
 DEMO_NAME = "Demo: synthetic 1-photon movie"
 DEMO_SIZE = (256, 256)
 DEMO_FRAMES = 1000
 
 
-def demo_experiment(lab: Lab) -> ExperimentRecord:
+def demo_experiment(lab: LabAPI) -> ExperimentRecord:
     """Generate the demo movie once and return the user's demo experiment, made if missing."""
     from pico_nb.pipeline import synthetic
 

@@ -50,7 +50,7 @@ class Source:
     def describe(self) -> str:
         """One line for logs and summary.json."""
         first = self.files[0]
-        where = first.parent if len(self.files) > 1 else first
+        where: Path | str = first.parent if len(self.files) > 1 else first
         if self.dataset:
             where = f"{first}:{self.dataset}"
         return f"{self.kind}: {self.n_frames} frames of {self.frame_shape} {self.dtype} in {where}"
@@ -66,26 +66,28 @@ def _size(shape: tuple[int, int]) -> str:
     return f"{shape[0]}×{shape[1]}"
 
 
-def _number(path: Path) -> int | None:
-    """The frame number in a name such as frame_17.jpg (the last digits in the stem)."""
+def _digits(path: Path) -> str | None:
+    """The frame number in a name such as frame_17.jpg (the last digits in the stem), as written."""
     match = _NUMBER.search(path.stem)
-    return int(match.group(1)) if match else None
+    return match.group(1) if match else None
 
 
 def _ordered(files: list[Path]) -> list[Path]:
     """Files in numeric order; a gap in the numbering means a frame is missing."""
-    numbered = [(_number(f), f) for f in files]
-    if any(n is None for n, _ in numbered):
-        return sorted(files)
+    numbered: list[tuple[int, str, Path]] = []
+    for f in files:
+        digits = _digits(f)
+        if digits is None:
+            return sorted(files)
+        numbered.append((int(digits), digits, f))
     numbered.sort(key=lambda item: item[0])
-    for (n0, f0), (n1, f1) in pairwise(numbered):
+    for (n0, digits, f0), (n1, _, f1) in pairwise(numbered):
         if n1 == n0:
             raise bad_input(f1, f"has the same frame number as {f0.name}")
         if n1 != n0 + 1:
-            digits = len(_NUMBER.search(f0.stem).group(1))
-            missing = _NUMBER.sub(str(n0 + 1).zfill(digits), f0.stem) + f0.suffix
+            missing = _NUMBER.sub(str(n0 + 1).zfill(len(digits)), f0.stem) + f0.suffix
             raise bad_input(f0.parent / missing, f"frame {n0 + 1} is missing from the sequence")
-    return [f for _, f in numbered]
+    return [f for _, _, f in numbered]
 
 
 def jpeg_size(path: Path) -> tuple[int, int]:

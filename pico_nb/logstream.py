@@ -22,6 +22,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,16 @@ def _entry_id(offset: int) -> str:
 def _offset(entry_id: bytes) -> int:
     """The byte offset a stream entry starts at."""
     return int(entry_id.split(b"-", 1)[0])
+
+
+def _pieces(entries: Iterable[tuple[object, object]] | None) -> list[tuple[int, bytes]]:
+    """(start offset, bytes) of XRANGE entries, which come as bytes (no decode_responses)."""
+    out = []
+    for entry_id, fields in entries or ():
+        data = fields.get(b"d") if isinstance(fields, dict) else None
+        if isinstance(entry_id, bytes) and isinstance(data, bytes):
+            out.append((_offset(entry_id), data))
+    return out
 
 
 def db_read(db: Database, run_id: int, offset: int, limit: int) -> bytes:
@@ -145,10 +156,9 @@ class RemoteLog:
     def _stream_read(self, offset: int, limit: int) -> bytes:
         """Bytes from the stream entry holding ``offset`` onwards."""
         assert self.client is not None
-        before = self.client.xrevrange(self.key, _entry_id(offset), "-", count=1)
-        first = _offset(before[0][0]) if before else offset
-        entries = self.client.xrange(self.key, _entry_id(first), "+", count=64)
-        pieces = [(_offset(eid), fields[b"d"]) for eid, fields in entries if b"d" in fields]
+        before = _pieces(self.client.xrevrange(self.key, _entry_id(offset), "-", count=1))
+        first = before[0][0] if before else offset
+        pieces = _pieces(self.client.xrange(self.key, _entry_id(first), "+", count=64))
         data = _contiguous(pieces, offset, limit)
         # Entries past a hole the database has not filled yet: wait for its next flush.
         self._gap = not data and any(start > offset for start, _ in pieces)
@@ -158,9 +168,10 @@ class RemoteLog:
         size = db_size(self.db, self.run_id)
         if self.client is not None:
             with contextlib.suppress(Exception):
-                last = self.client.xrevrange(self.key, "+", "-", count=1)
-                if last and b"d" in last[0][1]:
-                    size = max(size, _offset(last[0][0]) + len(last[0][1][b"d"]))
+                last = _pieces(self.client.xrevrange(self.key, "+", "-", count=1))
+                if last:
+                    start, data = last[0]
+                    size = max(size, start + len(data))
         return size
 
     def close(self) -> None:

@@ -70,7 +70,7 @@ class Param:
         if self.kind == "int":
             return self._bounded(_to_int(value), self.int_minimum(0), self.int_maximum)
         if self.kind == "float":
-            return self._bounded(_to_float(value), self.minimum, self.maximum)
+            return self._bounded(_to_float(value), self.element_minimum(0), self.maximum)
         if self.kind == "choice":
             text = str(value).lower() if isinstance(value, bool) else value
             if text not in self.choices:
@@ -190,6 +190,8 @@ class Rule:
         """True when the values break this rule."""
         if self.requires:
             return bool(values[self.param]) and not values[self.requires]
+        if self.at_least is None:
+            raise ValueError(f"rule on {self.param!r} needs `requires` or `at_least`")
         return values[self.param] < values[self.at_least]
 
 

@@ -128,7 +128,8 @@ def list_files(folder_fd: int, limit: int) -> tuple[list[tuple[str, int]], bool]
             if not stat.S_ISREG(info.st_mode):
                 continue
             if len(found) >= limit:
-                walker.close()
+                # typeshed types os.fwalk as an Iterator; it is a generator, which has close()
+                walker.close()  # type: ignore[attr-defined]
                 return found, True
             found.append((os.path.normpath(os.path.join(folder, name)), info.st_size))
     return found, False

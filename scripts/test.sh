@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install.sh
 install_venv "test,hub,distributed,nwb,formats"
-apt_install chromium redis-server sudo  # sudo: the lab server's isolation tests
+apt_install chromium redis-server sudo slurm-wlm munge  # sudo: isolation tests; Slurm: one node
 
 # PostgreSQL and Redis are real servers in the tests; start them if they are installed but down,
 # and stop here, loudly, if they still do not answer.
@@ -22,6 +22,7 @@ redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null ||
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/lint-imports --no-cache  # DESIGN's layers and no import cycles (pyproject.toml)
+.venv/bin/mypy  # types of pico_nb/ ([tool.mypy] in pyproject.toml)
 set +e
 .venv/bin/python -m pytest -p no:cacheprovider "$@"
 status=$?

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pico_nb.db import QUEUE_LOCK, Database, advisory_xact_lock
+from pico_nb.errors import NotFound
 from pico_nb.execution.runas import owner_account
 from pico_nb.models import Run, utcnow
 from pico_nb.params import PipelineSpec
@@ -64,6 +65,14 @@ def machine() -> dict[str, Any]:
     return {"packages": _versions(), "host": HOST, "platform": platform.platform()}
 
 
+def run_row(session: Session, run_id: int) -> Run:
+    """A run's record by id; runs are never deleted, so a missing one is a bad id."""
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return run
+
+
 def lock_queue(session: Session) -> None:
     """Serialise queue changes: SQLite's BEGIN IMMEDIATE already does; PostgreSQL needs a lock."""
     advisory_xact_lock(session, QUEUE_LOCK)
@@ -82,6 +91,8 @@ def launch_plan(
     run: Run, settings: Settings, log_path: str | None = None, hide_gpus: bool = False
 ) -> dict[str, Any]:
     """What the supervisor needs to start the pipeline before it loads the database stack."""
+    if run.started_at is None:
+        raise RuntimeError(f"run {run.id} has no launch plan until it is claimed")
     gpus = run.gpus or ""
     where = f"{HOST} ({run.worker})" if run.worker else HOST
     return {
@@ -185,8 +196,8 @@ def reconcile(db: Database, settings: Settings) -> list[int]:
     with db.write() as session:
         lock_queue(session)
         for run_id in lost:
-            run = session.get(Run, run_id)
-            if run.status != "running" or run.heartbeat_at >= cutoff:
+            run = run_row(session, run_id)
+            if run.status != "running" or run.heartbeat_at is None or run.heartbeat_at >= cutoff:
                 continue
             if run.host == HOST and not run.worker and _never_launched(run):
                 run.status, run.started_at, run.heartbeat_at = "queued", None, None

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from pico_nb import logstream
-from pico_nb.errors import Conflict, ValidationError
+from pico_nb.errors import Conflict, NotFound, ValidationError
 from pico_nb.execution import bookkeeping
 from pico_nb.execution.supervisor import Supervisor, launch, process_start
 from pico_nb.file_modes import private_folder
@@ -103,7 +103,7 @@ class CeleryExecutor:
     def _send(self, run_id: int) -> bool:
         """Publish one run's token and note it, or note why not; False if the broker is down."""
         with self.db.read() as session:
-            run = session.get(Run, run_id)
+            run = bookkeeping.run_row(session, run_id)
             needs_gpu, status = run.needs_gpu, run.status
         if status != "queued":
             return True
@@ -112,12 +112,12 @@ class CeleryExecutor:
         except Exception as exc:
             log.info("run %s stays queued: broker unreachable (%s)", run_id, exc)
             with self.db.write() as session:
-                run = session.get(Run, run_id)
+                run = bookkeeping.run_row(session, run_id)
                 if run.status == "queued":
                     run.reason = BROKER_DOWN
             return False
         with self.db.write() as session:
-            run = session.get(Run, run_id)
+            run = bookkeeping.run_row(session, run_id)
             run.dispatched_at = utcnow()
             if run.status == "queued":
                 run.reason = None
@@ -154,13 +154,15 @@ class CeleryExecutor:
     def queue_state(self) -> dict[str, Any]:
         """Slots, GPUs and the line across the workers that are online."""
         with self.db.read() as session:
-            state = bookkeeping.count_active(session)
+            counts = bookkeeping.count_active(session)
             workers = list(session.scalars(select(Worker)))
         online = [w for w in workers if worker_state(w, self.settings) == "online"]
-        state["slots"] = sum(w.slots for w in online)
-        state["gpus"] = sorted({g for w in online for g in w.gpus})
-        state["workers"] = len(online)
-        return state
+        return {
+            **counts,
+            "slots": sum(w.slots for w in online),
+            "gpus": sorted({g for w in online for g in w.gpus}),
+            "workers": len(online),
+        }
 
 
 def worker_state(worker: Worker, settings: Settings) -> str:
@@ -268,6 +270,8 @@ class WorkerRuntime:
             try:
                 with self.db.write() as session:
                     row = session.get(Worker, self.name)
+                    if row is None:
+                        raise NotFound(f"worker {self.name} is not registered")
                     row.heartbeat_at = utcnow()
                 self.executor.reconcile()
                 self._recover_tokens()
@@ -279,9 +283,9 @@ class WorkerRuntime:
         (a broker restarted empty, say): publish it again."""
         cutoff = utcnow() - timedelta(seconds=max(10 * self.settings.heartbeat_seconds, 10))
         with self.db.write() as session:
-            busy = session.scalar(
+            busy = session.execute(
                 select(func.count(Run.id)).where(Run.status == "running", Run.worker == self.name)
-            )
+            ).scalar_one()
             if busy >= self.slots:
                 return
             kinds = [False, True] if self.gpus else [False]
@@ -338,7 +342,7 @@ class WorkerRuntime:
         run_id = _fairest(session, needs_gpu, Counter(r.user_id for r in running), self.settings)
         if run_id is None:
             return None
-        run = session.get(Run, run_id)
+        run = bookkeeping.run_row(session, run_id)
         now = utcnow()
         run.status, run.started_at, run.heartbeat_at = "running", now, now
         run.host, run.worker, run.supervisor_pid = bookkeeping.HOST, self.name, os.getpid()
@@ -351,7 +355,7 @@ class WorkerRuntime:
     def _execute(self, run_id: int) -> None:
         """Supervise the run here, logging to the spool and shipping the log as it grows."""
         with self.db.read() as session:
-            run = session.get(Run, run_id)
+            run = bookkeeping.run_row(session, run_id)
             spool = self.spool / f"run_{run_id}_{time.time_ns()}.log"
             plan = bookkeeping.launch_plan(
                 run, self.settings, log_path=str(spool), hide_gpus=bool(self.gpus)

@@ -27,6 +27,7 @@ from pico_nb.execution.bookkeeping import (
     launch_plan,
     lock_queue,
     reconcile,
+    run_row,
 )
 from pico_nb.execution.supervisor import (
     PLAN_ENV,
@@ -93,7 +94,7 @@ def _launch(db: Database, settings: Settings, run_id: int) -> None:
     """Start the supervisor detached: own session, stdin closed, output to a file."""
     out_dir = private_folder(settings.home / "logs" / "supervisors")
     with db.read() as session:
-        plan = launch_plan(session.get(Run, run_id), settings)
+        plan = launch_plan(run_row(session, run_id), settings)
     env = dict(os.environ)
     env[SETTINGS_ENV] = settings.model_dump_json()
     env[PLAN_ENV] = json.dumps(plan)
@@ -104,14 +105,14 @@ def _launch(db: Database, settings: Settings, run_id: int) -> None:
             )
     except OSError as exc:
         with db.write() as session:
-            run = session.get(Run, run_id)
+            run = run_row(session, run_id)
             finish(run, "failed", f"could not start the supervisor: {exc}")
         return
     # Reap it when it ends so no zombie lingers in a long-lived kernel.
     threading.Thread(target=proc.wait, daemon=True).start()
     started = process_start(proc.pid)
     with db.write() as session:
-        run = session.get(Run, run_id)
+        run = run_row(session, run_id)
         if run.supervisor_pid is None:
             run.supervisor_pid, run.supervisor_start = proc.pid, started
 
@@ -142,9 +143,9 @@ def _start_detached(
 def signal_stop(db: Database, run_id: int) -> None:
     """Wake the supervisor on this host; a remote one sees the request at its next heartbeat."""
     with db.read() as session:
-        run = session.get(Run, run_id)
+        run = run_row(session, run_id)
         pid, started, host, status = run.supervisor_pid, run.supervisor_start, run.host, run.status
-    if status == "running" and host == HOST and alive(pid, started):
+    if pid is not None and status == "running" and host == HOST and alive(pid, started):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
 

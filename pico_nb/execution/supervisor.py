@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pico_nb.execution.runas import pipeline_command
 from pico_nb.logs import LogWriter, failure_reason
@@ -96,8 +96,8 @@ class OutputCopier(threading.Thread):
 
     def run(self) -> None:
         """Copy until the pipe closes, the supervisor says halt, or a write fails."""
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
+        pipe = _output_pipe(self.proc)
+        fd = pipe.fileno()
         try:
             with selectors.DefaultSelector() as selector:
                 selector.register(fd, selectors.EVENT_READ)
@@ -112,11 +112,18 @@ class OutputCopier(threading.Thread):
         except OSError as exc:
             self.error = exc
         finally:
-            self.proc.stdout.close()
+            pipe.close()
 
 
 Started = tuple[subprocess.Popen[bytes], LogWriter, OutputCopier]
 """The pipeline, its log writer and the thread copying its output."""
+
+
+def _output_pipe(proc: subprocess.Popen[bytes]) -> IO[bytes]:
+    """The pipeline's merged stdout and stderr, which spawn_pipeline always pipes."""
+    if proc.stdout is None:
+        raise RuntimeError(f"pipeline process {proc.pid} was started without an output pipe")
+    return proc.stdout
 
 
 def spawn_pipeline(argv: list[str], cwd: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -147,7 +154,7 @@ def start_pipeline(
         argv, env, cwd = pipeline_command(plan, environ)  # allow-listed env; as its owner
         proc = spawn_pipeline(argv, cwd, env)
         with contextlib.suppress(OSError):  # Linux only; the default 64 KiB works too
-            fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)  # type: ignore
+            fcntl.fcntl(_output_pipe(proc).fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             exc = OSError(log_write_failure(exc, log))
@@ -209,13 +216,13 @@ class Supervisor:
         An impatient one (a heartbeat) is skipped during an outage and tried again next time;
         once the outage has lasted ``db_outage_seconds`` the run is failed with that reason.
         """
-        from pico_nb.models import Run
+        from pico_nb.execution.bookkeeping import run_row
 
         delay = 0.2
         while True:
             try:
                 with self.db.write() as session:
-                    change(session.get(Run, self.run_id))
+                    change(run_row(session, self.run_id))
             except Exception as exc:
                 if not _is_outage(exc):
                     raise

@@ -459,7 +459,8 @@ def _text(value: Any) -> str:
 
 def _events(stream: Any) -> Iterator[tuple[str, str]]:
     """Parse server-sent events (event name, data) from a line-readable response."""
-    kind, data = "message", []
+    kind = "message"
+    data: list[str] = []
     for raw in stream:
         line = raw.decode().rstrip("\r\n")
         if not line:

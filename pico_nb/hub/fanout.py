@@ -313,7 +313,9 @@ class Fanout:
                 log.debug("live log streams unavailable: %s", exc)
                 self._stopping.wait(0.5)
                 continue
-            grown = [feeds[key.decode()] for key, _ in found or ()]
+            # RESP2, as logstream.connect makes the client: [[key, entries], ...]; None if idle
+            streams = found if isinstance(found, list) else []
+            grown = [feeds[key.decode()] for key, _ in streams]
             if grown:  # wait for the reads, so the same entries do not wake us again
                 pumps = asyncio.run_coroutine_threadsafe(self._pump_all(grown), loop)
                 with contextlib.suppress(Exception):

@@ -235,13 +235,10 @@ class Labs:
         return lab
 
 
-class ApiHandler(HubOAuthenticated, web.RequestHandler):
-    """Identify the hub user, hand the call to their Lab in a thread, answer JSON."""
+class LabHandler(HubOAuthenticated, web.RequestHandler):
+    """Identify the hub user, hand the calls to their Lab in a thread, answer errors as JSON."""
 
     lab: Lab
-
-    def initialize(self, endpoints: Mapping[str, Endpoint] | None = None) -> None:
-        self.endpoints = endpoints or {}
 
     @property
     def labs(self) -> Labs:
@@ -265,38 +262,6 @@ class ApiHandler(HubOAuthenticated, web.RequestHandler):
         except UserNotAllowed:
             raise web.HTTPError(403, reason="this token may not use the pico service") from None
         self.lab = await self.run(self.labs.get, model["name"])
-
-    @property
-    def _in_query(self) -> bool:
-        return self.request.method in ("GET", "DELETE")
-
-    def _request_values(self) -> dict[str, Any]:
-        """Query arguments for GET/DELETE, a JSON object body for the rest."""
-        if self._in_query:
-            # unstripped: " " is an unknown word to refuse, not an empty (absent) filter
-            return {
-                k: self.get_query_argument(k, strip=False) for k in self.request.query_arguments
-            }
-        if not self.request.body:
-            return {}
-        return parse_body(self.request.body)
-
-    async def _dispatch(self, **path: str) -> None:
-        endpoint = self.endpoints.get(self.request.method or "")
-        if endpoint is None:
-            raise web.HTTPError(405)
-        values = self._request_values()
-        result = await self.run(lambda: bind(endpoint(self.lab), values, path, self._in_query))
-        if result is None:
-            self.set_status(204)
-        elif isinstance(result, bytes):
-            self.set_header("Content-Type", "application/octet-stream")
-            self.write(result)
-        else:
-            self.set_header("Content-Type", "application/json")
-            self.write(json.dumps(to_json(result)))
-
-    get = post = patch = put = delete = _dispatch
 
     def check_xsrf_cookie(self) -> None:
         """Token requests need no XSRF check; cookie sessions get the hub's check."""
@@ -332,7 +297,46 @@ class ApiHandler(HubOAuthenticated, web.RequestHandler):
         )
 
 
-class FollowHandler(ApiHandler):
+class ApiHandler(LabHandler):
+    """The REST routes: one endpoint per method, called with the path, query or body values."""
+
+    def initialize(self, endpoints: Mapping[str, Endpoint] | None = None) -> None:
+        self.endpoints = endpoints or {}
+
+    @property
+    def _in_query(self) -> bool:
+        return self.request.method in ("GET", "DELETE")
+
+    def _request_values(self) -> dict[str, Any]:
+        """Query arguments for GET/DELETE, a JSON object body for the rest."""
+        if self._in_query:
+            # unstripped: " " is an unknown word to refuse, not an empty (absent) filter
+            return {
+                k: self.get_query_argument(k, strip=False) for k in self.request.query_arguments
+            }
+        if not self.request.body:
+            return {}
+        return parse_body(self.request.body)
+
+    async def _dispatch(self, **path: str) -> None:
+        endpoint = self.endpoints.get(self.request.method or "")
+        if endpoint is None:
+            raise web.HTTPError(405)
+        values = self._request_values()
+        result = await self.run(lambda: bind(endpoint(self.lab), values, path, self._in_query))
+        if result is None:
+            self.set_status(204)
+        elif isinstance(result, bytes):
+            self.set_header("Content-Type", "application/octet-stream")
+            self.write(result)
+        else:
+            self.set_header("Content-Type", "application/json")
+            self.write(json.dumps(to_json(result)))
+
+    get = post = patch = put = delete = _dispatch
+
+
+class FollowHandler(LabHandler):
     """Server-sent events of a run's log, lines and progress, live until the run ends; every
     viewer of a run shares one watcher of it (see :mod:`pico_nb.hub.fanout`)."""
 
@@ -412,7 +416,7 @@ def error_answer(
     return 500, {"error": "internal", "message": "internal error", "request_id": fault_id}
 
 
-class DownloadHandler(ApiHandler):
+class DownloadHandler(LabHandler):
     """The whole log as a file, streamed in chunks so a huge log never sits in memory."""
 
     async def get(self, run_id: str) -> None:
@@ -484,7 +488,7 @@ async def serve(settings: Settings, secret: bytes, parent: int = 0) -> None:
         server = app.listen(
             bind_url.port or 80,
             bind_url.hostname or "127.0.0.1",
-            xheaders=True,
+            xheaders=False,  # Tornado would believe a client's X-Real-Ip; the proxy is the peer
             reuse_port=settings.service_processes > 1,
         )
         loop = asyncio.get_running_loop()

@@ -93,13 +93,20 @@ class LabCore:
     def user(self) -> UserRecord:
         """Who this Lab acts for."""
         with self.db.read() as session:
-            return user_record(session.get(User, self._user_id))
+            return user_record(self._me(session))
 
     @property
     def is_admin(self) -> bool:
         """Admins see and act on every experiment; read fresh so a demotion takes effect."""
         with self.db.read() as session:
-            return bool(session.get(User, self._user_id).is_admin)
+            return bool(self._me(session).is_admin)
+
+    def _me(self, session: Session) -> User:
+        """The acting user's row, by the id it was given when this Lab was made."""
+        row = session.get(User, self._user_id)
+        if row is None:  # rows outlive their accounts (delete_user renames): another database
+            raise NotFound(f"user {self.username} does not exist")
+        return row
 
     def _user_row(self, session: Session) -> User:
         """The acting user's row, created on first sight (the hub or the OS vouched for them)."""
@@ -123,7 +130,7 @@ class LabCore:
         exp = session.get(Experiment, key) if key <= self.db.max_id else None
         if exp is None or exp.deleted_at is not None:
             raise NotFound(f"experiment {experiment_id} does not exist")
-        if exp.owner_id == self._user_id or session.get(User, self._user_id).is_admin:
+        if exp.owner_id == self._user_id or self._me(session).is_admin:
             return exp
         if exp.shared and not write:
             return exp

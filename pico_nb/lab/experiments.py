@@ -104,7 +104,7 @@ class ExperimentsMixin(LabCore):
             query = query.where(mine)
         elif scope == "shared":
             query = query.where(others_shared)
-        elif scope == "all" and not session.get(User, self._user_id).is_admin:
+        elif scope == "all" and not self._me(session).is_admin:
             raise PermissionDenied("only an admin may list every experiment")
         elif scope == "visible":
             query = query.where(or_(mine, Experiment.shared.is_(True), admin.is_(True)))

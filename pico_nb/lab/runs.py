@@ -18,7 +18,7 @@ from pico_nb.execution.celery import worker_state
 from pico_nb.inputs import MAX_LOG_READ, whole
 from pico_nb.lab.core import LabCore
 from pico_nb.lab.records import log_line, run_record
-from pico_nb.models import ACTIVE_STATUSES, RUN_FOLDER, Run, User, Worker, utcnow
+from pico_nb.models import ACTIVE_STATUSES, RUN_FOLDER, Run, Worker, utcnow
 from pico_nb.run_folders import run_folder
 from pico_nb.schemas import LogChunk, LogLine, NotificationSettings, RunRecord, WorkerRecord
 
@@ -32,9 +32,9 @@ class RunsMixin(LabCore):
             exp = self._load(session, experiment_id, write=True)
             current = self._merged(exp, {})
         values = self._checked(current)
-        folder = logs.log_folder(self.settings.home, self.username)
-        if self.settings.executor == "local" and not logs.has_room(folder):
-            raise Conflict(f"no space left on device for the run's log ({folder})")
+        log_folder = logs.log_folder(self.settings.home, self.username)
+        if self.settings.executor == "local" and not logs.has_room(log_folder):
+            raise Conflict(f"no space left on device for the run's log ({log_folder})")
         with self.db.write() as session:
             exp = self._load(session, experiment_id, write=True)
             bookkeeping.lock_queue(session)
@@ -242,7 +242,7 @@ class RunsMixin(LabCore):
     def notification_settings(self) -> NotificationSettings:
         """How this member hears that a run ended (opt-in e-mail and/or webhook)."""
         with self.db.read() as session:
-            row = session.get(User, self._user_id)
+            row = self._me(session)
             return NotificationSettings(
                 email=row.notify_email,
                 webhook=notices.mask_webhook(row.notify_webhook),
@@ -275,7 +275,7 @@ class RunsMixin(LabCore):
         if errors:
             raise ValidationError(errors)
         with self.db.write() as session:
-            row = session.get(User, self._user_id)
+            row = self._me(session)
             if "email" in values:
                 row.notify_email = values["email"]
             if "webhook" in values:

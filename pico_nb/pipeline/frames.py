@@ -35,8 +35,8 @@ class Registered:
     def __init__(self, layout: Layout) -> None:
         info = read_info(layout.mc)
         movie = layout.mc / "registered.tif"
-        self.stack = DiskStack.open(movie) if info["saved_movie"] and movie.exists() else None
-        self.corrected = None if self.stack else Corrected(layout)
+        kept = info["saved_movie"] and movie.exists()
+        self.reader: DiskStack | Corrected = DiskStack.open(movie) if kept else Corrected(layout)
         self.shifts = np.loadtxt(layout.mc / "shifts.csv", delimiter=",", skiprows=1)[:, 1:3]
         self.shifts = self.shifts.reshape(-1, 2)
         patch_file = layout.mc / "pw_shifts.npy"
@@ -48,10 +48,8 @@ class Registered:
     def read(self, start: int, stop: int) -> np.ndarray:
         """Registered frames [start, stop) in the stored dtype (callers convert only what
         they need), borders filled by edge copies for analysis."""
-        if self.stack is not None:
-            frames = self.stack.read(start, stop)
-        else:
-            frames = self.corrected.read(start, stop)
+        frames = self.reader.read(start, stop)
+        if isinstance(self.reader, Corrected):  # not kept: re-derived from the shifts
             if self.patch_shifts is not None:
                 frames = warp_frames(frames, self.patch_shifts[start:stop], self.border)
             else:

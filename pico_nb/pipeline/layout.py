@@ -86,6 +86,12 @@ class Run:
         self.seconds[name] = round(time.perf_counter() - start, 3)
         self.cpu_seconds[name] = round(time.process_time() - cpu, 3)
 
+    def input_movie(self) -> Source:
+        """The checked input movie, which prepare() discovers when the run starts by loading."""
+        if self.source is None:
+            raise RuntimeError("the input movie is known only to a run that starts by loading it")
+        return self.source
+
     def chunk(self, key: str = "mc_chunk_size") -> int:
         """Frames per chunk: the flag's value, capped by the float32 memory budget."""
         shape = read_info(self.layout.preprocess)["frame_shape"]

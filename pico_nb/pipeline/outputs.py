@@ -135,7 +135,7 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: float, quality: i
     for frame in frames:
         if writer is None:
             h, w = frame.shape[:2]
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h), False)
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (w, h), False)
             writer.set(cv2.VIDEOWRITER_PROP_QUALITY, max(1, quality))
         writer.write(frame)
     if writer is not None:

@@ -144,11 +144,11 @@ class Rigid:
         np.conj(cross, out=cross)
         cross *= self.reference
         cc = sfft.irfft2(cross, s=self.small_shape, workers=FFT_WORKERS)
-        radius = tuple(
+        ry, rx = (
             int(min(m / self.scale + 1, s // 2 - 2))
             for m, s in zip(self.max_shifts, self.small_shape, strict=True)
         )
-        peaks = _peaks(cc, np.zeros((len(small), 2), int), radius)
+        peaks = _peaks(cc, np.zeros((len(small), 2), int), (ry, rx))
         limit = np.array(self.max_shifts, float)
         return np.clip(_wrap(peaks, self.small_shape) * self.scale, -limit, limit)
 
@@ -172,7 +172,8 @@ class PatchGrid:
 
     @property
     def size(self) -> tuple[int, int]:
-        return tuple(min(self.frame_shape[a], self.strides[a] + self.overlaps[a]) for a in (0, 1))
+        h, w = (min(self.frame_shape[a], self.strides[a] + self.overlaps[a]) for a in (0, 1))
+        return h, w
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -214,6 +215,8 @@ class Piecewise:
 
     def estimate_small(self, small: np.ndarray, rigid_shifts: np.ndarray) -> np.ndarray:
         """Patch shifts (n, grid_y, grid_x, 2) in full pixels, near each frame's rigid shift."""
+        if self.reference is None:
+            raise RuntimeError("set_reference() must come before estimate_small()")
         n = len(small)
         patches = self._patches(small)
         count = patches.shape[1]
@@ -225,8 +228,8 @@ class Piecewise:
         cc = cc.reshape(n * count, *self.patch_small)
         centre = np.repeat(np.round(rigid_shifts / self.scale).astype(int), count, axis=0)
         radius = max(1, int(np.ceil(self.max_deviation / self.scale)))
-        radius_yx = tuple(min(radius, s // 2 - 2) for s in self.patch_small)
-        peaks = _wrap(_peaks(cc, centre, radius_yx), self.patch_small) * self.scale
+        ry, rx = (min(radius, s // 2 - 2) for s in self.patch_small)
+        peaks = _wrap(_peaks(cc, centre, (ry, rx)), self.patch_small) * self.scale
         rigid = np.repeat(rigid_shifts, count, axis=0)
         peaks = np.clip(peaks, rigid - self.max_deviation, rigid + self.max_deviation)
         return peaks.reshape(n, *self.grid.grid, 2).astype(np.float32)

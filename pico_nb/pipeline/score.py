@@ -26,8 +26,9 @@ IOU_MIN = 0.5
 
 def _mask_matrix(masks: Sequence[np.ndarray], size: int) -> sparse.csr_matrix:
     """(neurons × pixels) 0/1 matrix from flat pixel-index arrays."""
-    rows = np.concatenate([np.full(len(m), k) for k, m in enumerate(masks)]) if masks else []
-    cols = np.concatenate(masks) if masks else []
+    empty = np.zeros(0, int)
+    rows = np.concatenate([np.full(len(m), k) for k, m in enumerate(masks)]) if masks else empty
+    cols = np.concatenate(masks) if masks else empty
     data = np.ones(len(cols), np.float32)
     return sparse.csr_matrix((data, (rows, cols)), shape=(len(masks), size))
 

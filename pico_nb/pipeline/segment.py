@@ -77,16 +77,16 @@ def tiles(
     ys = np.linspace(0, h, ny + 1).round().astype(int)
     xs = np.linspace(0, w, nx + 1).round().astype(int)
     out = []
-    for y0, y1 in pairwise(ys):
-        for x0, x1 in pairwise(xs):
-            core = (int(y0), int(y1), int(x0), int(x1))
+    for y0, y1 in pairwise(ys.tolist()):
+        for x0, x1 in pairwise(xs.tolist()):
+            core = (y0, y1, x0, x1)
             span = (
                 max(0, y0 - margin),
                 min(h, y1 + margin),
                 max(0, x0 - margin),
                 min(w, x1 + margin),
             )
-            out.append((core, tuple(int(v) for v in span)))
+            out.append((core, span))
     return out
 
 

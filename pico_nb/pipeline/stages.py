@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -58,7 +58,7 @@ def _frame_sum(frames: np.ndarray) -> np.ndarray:
 
 def load(run: Run) -> None:
     """Read, crop and store the movie once, keeping tiny per-frame statistics for repair."""
-    source = run.source
+    source = run.input_movie()
     rows, cols = check_crop(source, run.params["crop_parameter"])
     wanted = run.params["set_frame_num"]
     n = min(wanted, source.n_frames) if wanted else source.n_frames
@@ -195,7 +195,9 @@ def motion_correct(run: Run) -> None:
     patch_shifts = []
     total = np.zeros(shape, np.float64)
 
-    def register_part(frames: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, ...]:
+    def register_part(
+        frames: np.ndarray, keep: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
         small = shrink(frames, rigid.scale)
         found = rigid.estimate_small(small)
         if piecewise is None:
@@ -328,7 +330,8 @@ def segment_neurons(run: Run) -> None:
     seg = run.layout.seg
     sp = _seg_params(run.params)
     binned = DiskStack.open(run.layout.rmbg / "binned.npy")
-    shape = binned.shape[1:]
+    _, height, width = binned.shape
+    shape = (height, width)
     vessel = np.load(seg / "vessel_mask.npy")
     margin = read_info(run.layout.mc)["margin"]
     border = np.ones(shape, bool)
@@ -448,7 +451,7 @@ def _example_neurons(dff: np.ndarray, count: int = 8) -> np.ndarray:
     return np.sort(np.argsort(-(dff.max(axis=1) / noise))[:count])
 
 
-def _dff_plot(dff: np.ndarray, ids: Sequence[int], fr: float, title: str) -> np.ndarray:
+def _dff_plot(dff: np.ndarray, ids: Collection[int], fr: float, title: str) -> np.ndarray:
     """Stacked ΔF/F rows numbered as in the outlines (1-based)."""
     return outputs.plot_series(
         [dff[k] for k in ids], [f"#{k + 1}" for k in ids], rate=fr, title=title, stacked=True

@@ -78,9 +78,7 @@ class DiskStack:
         if out.size:
             fd = os.open(self.path, os.O_RDONLY)
             try:
-                got = os.preadv(
-                    fd, [memoryview(out).cast("B")], self.offset + start * self.frame_bytes
-                )
+                got = os.preadv(fd, [out.data.cast("B")], self.offset + start * self.frame_bytes)
             finally:
                 os.close(fd)
             if got != out.nbytes:
@@ -95,17 +93,17 @@ class DiskStack:
         try:
             for t in range(self.shape[0]):
                 where = self.offset + t * self.frame_bytes + top * row_bytes
-                os.preadv(fd, [memoryview(out[t]).cast("B")], where)
+                os.preadv(fd, [out[t].data.cast("B")], where)
         finally:
             os.close(fd)
         return out
 
     def write(self, start: int, frames: np.ndarray) -> None:
         """Store frames at start, converting to the stack's dtype."""
-        data = np.ascontiguousarray(frames, dtype=self.dtype)
+        stored = np.ascontiguousarray(frames, dtype=self.dtype)
         fd = os.open(self.path, os.O_WRONLY)
         try:
-            os.pwrite(fd, memoryview(data).cast("B"), self.offset + start * self.frame_bytes)
+            os.pwrite(fd, stored.data.cast("B"), self.offset + start * self.frame_bytes)
         finally:
             os.close(fd)
 

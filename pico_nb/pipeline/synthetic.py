@@ -62,7 +62,7 @@ def _vessels(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
         angle = rng.uniform(-0.6, 0.6)
         if rng.random() < 0.5:
             y, x, angle = 0.0, rng.uniform(0, w), angle + np.pi / 2
-        points = []
+        points: list[tuple[float, float]] = []
         while -20 <= y <= h + 20 and -20 <= x <= w + 20 and len(points) < 400:
             points.append((x, y))
             angle += rng.normal(0, 0.08)
@@ -80,8 +80,8 @@ def _out_of_focus(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarra
     count = h * w // 150
     ys, xs = rng.integers(0, h, count), rng.integers(0, w, count)
     np.add.at(field, (ys, xs), rng.uniform(0.5, 1.5, count).astype(np.float32))
-    field = cv2.GaussianBlur(field, (0, 0), 4)
-    return 12 * field / max(float(field.max()), 1e-6)
+    blurred = cv2.GaussianBlur(field, (0, 0), 4)
+    return 12 * blurred / max(float(blurred.max()), 1e-6)
 
 
 def _place_neurons(
@@ -288,7 +288,7 @@ class _Scene:
         for k in range(1, len(self.spatial)):
             light += weights[:, k : k + 1] * self.spatial[k]
         light[:, self.support] += self.signals[start:stop] @ self.cells
-        if self.haze is not None:
+        if self.haze is not None and self.haze_signals is not None:
             light += (self.haze.T @ self.haze_signals[start:stop].T).T
         light *= self.darkening
         if self.pulse is not None:

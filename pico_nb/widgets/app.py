@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from pico_nb.widgets import default_lab
 
 if TYPE_CHECKING:
-    from pico_nb.lab import Lab
+    from pico_nb.lab_api import LabAPI
 
 
-def ensure_demo(lab: Lab) -> None:
+def ensure_demo(lab: LabAPI) -> None:
     """A fresh machine opens with the demo movie and a ready demo experiment."""
     if lab.count_experiments(scope="mine"):
         return

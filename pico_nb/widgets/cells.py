@@ -19,7 +19,7 @@ from pico_nb.widgets.style import MessageBar, guarded, heading, styled
 from pico_nb.widgets.traces import TracePlot
 
 if TYPE_CHECKING:
-    from pico_nb.lab import Lab
+    from pico_nb.lab_api import LabAPI
 
 SORTS = {
     "SNR (high first)": ("snr", True),
@@ -45,7 +45,7 @@ def cell_row(cell: CellRecord, rejected: bool) -> str:
 class CellViewer(w.VBox):
     """Look at every cell of one run, its traces, and curate it."""
 
-    def __init__(self, run_id: int, lab: Lab | None = None) -> None:
+    def __init__(self, run_id: int, lab: LabAPI | None = None) -> None:
         self.lab = lab or default_lab()
         self.run_id = int(run_id)
         self.table: CellTable = self.lab.cells(self.run_id)

@@ -15,7 +15,7 @@ from pico_nb.widgets import default_lab
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
 
 if TYPE_CHECKING:
-    from pico_nb.lab import Lab
+    from pico_nb.lab_api import LabAPI
 
 MISSING = object()
 FOLDERS = ("input_path", "output_path")
@@ -105,7 +105,7 @@ class CompareView(w.VBox):
     def __init__(
         self,
         experiment_ids: list[int] | None = None,
-        lab: Lab | None = None,
+        lab: LabAPI | None = None,
         run_ids: list[int] | None = None,
     ) -> None:
         self.lab = lab or default_lab()

@@ -21,7 +21,7 @@ from pico_nb.widgets.run_watch import RunWatcher
 from pico_nb.widgets.style import MessageBar, guarded, styled, stylesheet
 
 if TYPE_CHECKING:
-    from pico_nb.lab import Lab
+    from pico_nb.lab_api import LabAPI
 
 VIEW_PAGES = {"new": "New experiment", "resources": "Resources", "notifications": "Notifications"}
 PAGES = ("Experiments", "New experiment", "Compare", "Resources", "Notifications")
@@ -30,7 +30,7 @@ PAGES = ("Experiments", "New experiment", "Compare", "Resources", "Notifications
 class Dashboard(w.VBox):
     """The analyst's app: list, form, detail, compare and resources behind one header."""
 
-    def __init__(self, lab: Lab | None = None, *, routing: bool = False) -> None:
+    def __init__(self, lab: LabAPI | None = None, *, routing: bool = False) -> None:
         self.lab = lab or default_lab()
         self.routing = routing  # the app owns the page's address (Voila), not a Lab cell
         self.router = styled(w.HTML(), "pico-router")
@@ -245,7 +245,7 @@ class Dashboard(w.VBox):
         if self.form.mode == "create":
             self.show_page("Experiments")
         else:
-            self.open_experiment(self.form.experiment_id)
+            self.open_experiment(self.form.loaded_id())
 
     def _deleted(self, experiment_id: int) -> None:
         self.show_page("Experiments")

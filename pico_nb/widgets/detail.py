@@ -19,7 +19,7 @@ from pico_nb.widgets.style import MessageBar, badge, guarded, heading, styled, s
 from pico_nb.widgets.ticker import Ticker
 
 if TYPE_CHECKING:
-    from pico_nb.lab import Lab
+    from pico_nb.lab_api import LabAPI
 
 Callback = Callable[[int], None]
 
@@ -81,7 +81,7 @@ class ExperimentDetail(w.VBox):
     run_id = t.Int(None, allow_none=True)
 
     def __init__(
-        self, experiment_id: int, lab: Lab | None = None, refresh_seconds: float = 3.0
+        self, experiment_id: int, lab: LabAPI | None = None, refresh_seconds: float = 3.0
     ) -> None:
         self.lab = lab or default_lab()
         self._latest_run: int | None = None

@@ -18,7 +18,7 @@ from pico_nb.widgets.style import MessageBar, badge, guarded, styled, stylesheet
 from pico_nb.widgets.ticker import Ticker
 
 if TYPE_CHECKING:
-    from pico_nb.lab import Lab
+    from pico_nb.lab_api import LabAPI
 
 STATUSES = get_args(Status)
 SORTS = {"Newest": "created", "Recently changed": "updated", "Name": "name", "Id": "id"}
@@ -56,7 +56,7 @@ class ListRow:
         self.id_cell.value = str(exp.id)
         self.name.description = exp.name
         self.name.tooltip = f"experiment {exp.id} by {exp.owner}: {exp.description}"[:300]
-        values = (
+        values: tuple[str, ...] = (
             badge(exp.status),
             str(run.number) if run else "—",
             esc(local_time(run.started_at if run else None)),
@@ -82,10 +82,10 @@ class ExperimentList(w.VBox):
     total = t.Int(0)
     active = t.Bool(True)  # the dashboard turns refreshing off while another view shows
 
-    def __init__(self, lab: Lab | None = None, refresh_seconds: float = REFRESH_SECONDS) -> None:
+    def __init__(self, lab: LabAPI | None = None, refresh_seconds: float = REFRESH_SECONDS) -> None:
         self.lab = lab or default_lab()
         self.selected: set[int] = set()
-        self._opened: list[Callable[[int], None]] = []
+        self._opened: list[Callable[[int], object]] = []
         self._compared: list[Callable[[list[int]], None]] = []
         self._lock = threading.RLock()
         self.search = w.Text(
@@ -142,7 +142,7 @@ class ExperimentList(w.VBox):
 
     # ------------------------------------------------------------------ callbacks
 
-    def on_open(self, callback: Callable[[int], None]) -> None:
+    def on_open(self, callback: Callable[[int], object]) -> None:
         """Call back with an experiment id when its name is clicked."""
         self._opened.append(callback)
 

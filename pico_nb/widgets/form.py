@@ -17,7 +17,7 @@ from pico_nb.widgets import default_lab
 from pico_nb.widgets.style import MessageBar, guarded, heading, heading_html, styled, stylesheet
 
 if TYPE_CHECKING:
-    from pico_nb.lab import Lab
+    from pico_nb.lab_api import LabAPI
 
 LABEL_WIDTH = "200px"
 # After a refused Save, bring the first complaint on screen (widgets do not run <script>).
@@ -221,7 +221,7 @@ class ExperimentForm(w.VBox):
 
     def __init__(
         self,
-        lab: Lab | None = None,
+        lab: LabAPI | None = None,
         experiment_id: int | None = None,
         *,
         clone: bool = False,
@@ -318,6 +318,12 @@ class ExperimentForm(w.VBox):
         self.set_params(exp.params)
         self.clear_errors()
 
+    def loaded_id(self) -> int:
+        """The experiment being edited or cloned: load() sets it together with the mode."""
+        if self.experiment_id is None:
+            raise RuntimeError(f"the form is in {self.mode} mode without an experiment")
+        return self.experiment_id
+
     def clear(self) -> None:
         """An empty create form."""
         self.mode, self.experiment_id = "create", None
@@ -392,10 +398,10 @@ class ExperimentForm(w.VBox):
             "params": self.params(),
         }
         if self.mode == "edit":
-            return self.lab.update_experiment(self.experiment_id, **values)
+            return self.lab.update_experiment(self.loaded_id(), **values)
         if self.mode == "clone":
             name = values.pop("name")
-            return self.lab.clone_experiment(self.experiment_id, name, **values)
+            return self.lab.clone_experiment(self.loaded_id(), name, **values)
         return self.lab.create_experiment(**values)
 
     def save(self, run: bool = False) -> ExperimentRecord | None:

@@ -13,13 +13,13 @@ from pico_nb.widgets.form import TextField
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
 
 if TYPE_CHECKING:
-    from pico_nb.lab import Lab
+    from pico_nb.lab_api import LabAPI
 
 
 class NotificationsView(w.VBox):
     """Opt in to e-mail and webhook notices; the webhook (it holds a token) is never shown back."""
 
-    def __init__(self, lab: Lab | None = None) -> None:
+    def __init__(self, lab: LabAPI | None = None) -> None:
         self.lab = lab or default_lab()
         wide = w.Layout(width="min(480px, 100%)")
         self.email = TextField("E-mail", w.Text(placeholder="you@example.org", layout=wide))

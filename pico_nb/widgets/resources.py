@@ -17,7 +17,7 @@ from pico_nb.widgets.style import MessageBar, guarded, heading, styled, styleshe
 from pico_nb.widgets.ticker import Ticker
 
 if TYPE_CHECKING:
-    from pico_nb.lab import Lab
+    from pico_nb.lab_api import LabAPI
 
 GPU_QUERY = "index,name,utilization.gpu,memory.used,memory.total"
 
@@ -77,7 +77,7 @@ class ResourcesView(w.VBox):
 
     active = t.Bool(True)
 
-    def __init__(self, lab: Lab | None = None, refresh_seconds: float = 2.0) -> None:
+    def __init__(self, lab: LabAPI | None = None, refresh_seconds: float = 2.0) -> None:
         self.lab = lab or default_lab()
         self.machine = w.HTML()
         self.gpus = w.HTML()

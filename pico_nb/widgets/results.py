@@ -14,7 +14,7 @@ from pico_nb.widgets.routes import file_url
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
 
 if TYPE_CHECKING:
-    from pico_nb.lab import Lab
+    from pico_nb.lab_api import LabAPI
 
 MAX_IMAGES = 12
 MAX_LISTED_FILES = 200
@@ -49,7 +49,7 @@ def key_numbers(summary: dict[str, Any]) -> list[tuple[str, str]]:
 class ResultsView(w.VBox):
     """A run's outputs: key numbers and a gallery from summary.json, or the list of files."""
 
-    def __init__(self, run_id: int, lab: Lab | None = None) -> None:
+    def __init__(self, run_id: int, lab: LabAPI | None = None) -> None:
         self.lab = lab or default_lab()
         self.run_id = int(run_id)
         self.numbers = w.HTML()

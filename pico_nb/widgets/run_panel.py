@@ -19,7 +19,7 @@ from pico_nb.widgets.routes import download_url
 from pico_nb.widgets.style import MessageBar, badge, guarded, styled, stylesheet
 
 if TYPE_CHECKING:
-    from pico_nb.lab import Lab
+    from pico_nb.lab_api import LabAPI
 
 MAX_LINES = 2000
 BLOCK_LINES = 250
@@ -203,7 +203,7 @@ class RunPanel(w.VBox):
     progress = t.Float(0.0)
     following = t.Bool(False)
 
-    def __init__(self, run_id: int, lab: Lab | None = None, **kwargs: object) -> None:
+    def __init__(self, run_id: int, lab: LabAPI | None = None, **kwargs: object) -> None:
         self._closed = threading.Event()
         self.lab = lab or default_lab()
         self.header = w.HTML()

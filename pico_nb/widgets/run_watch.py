@@ -12,7 +12,7 @@ from pico_nb.widgets.style import styled
 from pico_nb.widgets.ticker import Ticker
 
 if TYPE_CHECKING:
-    from pico_nb.lab import Lab
+    from pico_nb.lab_api import LabAPI
 
 REFRESH_SECONDS = 3.0
 
@@ -20,7 +20,7 @@ REFRESH_SECONDS = 3.0
 class RunWatcher(w.HTML):
     """Watches the member's own queued and running runs; an ended one becomes a notice."""
 
-    def __init__(self, lab: Lab, refresh_seconds: float = REFRESH_SECONDS) -> None:
+    def __init__(self, lab: LabAPI, refresh_seconds: float = REFRESH_SECONDS) -> None:
         super().__init__()
         styled(self, "pico-log-hook")
         self.lab = lab

@@ -11,12 +11,13 @@ from jupyter_server.base.handlers import JupyterHandler
 from tornado import web
 
 from pico_nb.errors import NotFound, PermissionDenied, PicoError, ValidationError
+from pico_nb.inputs import as_id
 from pico_nb.widgets import default_lab
 from pico_nb.widgets.offline import NoCdnLinks
 from pico_nb.widgets.routes import FILE_ROUTE, LOG_ROUTE
 
 if TYPE_CHECKING:
-    from pico_nb.lab import Lab
+    from pico_nb.lab_api import LabAPI
 
 CHUNK = 1 << 20
 
@@ -24,7 +25,7 @@ CHUNK = 1 << 20
 class LogDownloadHandler(JupyterHandler):
     """Stream a log through the Lab in 1 MB chunks, so a huge log never sits in memory."""
 
-    def initialize(self, lab_factory: Callable[[], Lab]) -> None:
+    def initialize(self, lab_factory: Callable[[], LabAPI]) -> None:
         self.lab_factory = lab_factory
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -37,10 +38,10 @@ class LogDownloadHandler(JupyterHandler):
     async def get(self, run_id: str) -> None:
         lab = self.lab_factory()
         try:
-            run = lab.get_run(run_id)
+            run = lab.get_run(as_id(run_id, "run_id"))
         except (NotFound, PermissionDenied) as exc:
             raise web.HTTPError(404, str(exc)) from None
-        except ValidationError as exc:  # an id beyond 2^63-1, refused by Lab's bounds
+        except ValidationError as exc:  # an id beyond 2^63-1, refused by as_id as Lab does
             raise web.HTTPError(400, str(exc)) from None
         name = f"experiment-{run.experiment_id}-run-{run.number}.log"
         self.set_header("Content-Type", "text/plain; charset=utf-8")
@@ -64,7 +65,7 @@ class FileDownloadHandler(LogDownloadHandler):
     """One output file of a run, read through the Lab (inside the run folder, size-capped)."""
 
     @web.authenticated
-    async def get(self, run_id: str, path: str) -> None:  # type: ignore[override]
+    async def get(self, run_id: str, path: str) -> None:
         lab = self.lab_factory()
         try:
             data = lab.result_file(int(run_id), path)
@@ -80,7 +81,7 @@ class FileDownloadHandler(LogDownloadHandler):
 
 
 def handlers(
-    base_url: str, lab_factory: Callable[[], Lab]
+    base_url: str, lab_factory: Callable[[], LabAPI]
 ) -> list[tuple[str, type, dict[str, Any]]]:
     """Tornado routes for the downloads, for Voila and for a Jupyter server alike."""
     base = base_url.rstrip("/")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 import ipywidgets as w
 
 from pico_nb.text import error_text, esc
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+V = TypeVar("V", bound="_Reporting")
 
 STATUS_COLOURS = {
     "created": ("#475569", "#e2e8f0"),
@@ -151,15 +153,21 @@ class MessageBar(w.HTML):
         self.value = ""
 
 
-def guarded(method: F) -> F:
+class _Reporting(Protocol):
+    """A view that shows its errors in a message bar."""
+
+    messages: MessageBar
+
+
+def guarded(method: Callable[Concatenate[V, P], R]) -> Callable[Concatenate[V, P], R | None]:
     """Run a button handler and turn any exception into a message, never a traceback."""
 
     @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: V, *args: P.args, **kwargs: P.kwargs) -> R | None:
         try:
             return method(self, *args, **kwargs)
         except Exception as exc:
             self.messages.error(exc)
             return None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper

@@ -9,7 +9,7 @@ from collections.abc import Callable
 class Ticker:
     """Call a function every few seconds on a daemon thread until stopped."""
 
-    def __init__(self, interval: float, action: Callable[[], None]) -> None:
+    def __init__(self, interval: float, action: Callable[[], object]) -> None:
         self.interval = interval
         self._action = action
         self._stopped = threading.Event()
