@@ -26,9 +26,10 @@ SERVICE_FIXTURES = {
     "browser": "browser",
     "hub": "hub",
     "cluster": "redis",
+    "slurm": "slurm",
 }
-SERVICE_FOLDERS = {"hub": "hub", "distributed": "redis"}
-SERVICE_MARKERS = ("postgres", "redis", "browser", "hub")
+SERVICE_FOLDERS = {"hub": "hub", "distributed": "redis", "slurm": "slurm"}
+SERVICE_MARKERS = ("postgres", "redis", "browser", "hub", "slurm")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

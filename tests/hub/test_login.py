@@ -29,9 +29,10 @@ class Browserless:
             urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect()
         )
 
-    def form(self) -> str:
+    def form(self, headers: dict[str, str] | None = None) -> str:
         """Load the login page, keeping its XSRF cookie; return the form's XSRF token."""
-        with self.opener.open(f"{self.hub.url}/hub/login") as page:
+        page_request = urllib.request.Request(f"{self.hub.url}/hub/login", headers=headers or {})
+        with self.opener.open(page_request) as page:
             xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.read().decode())
         assert xsrf is not None
         self.xsrf = xsrf.group(1)
@@ -57,8 +58,9 @@ class Browserless:
     def login(
         self, username: str, password: str, headers: dict[str, str] | None = None
     ) -> tuple[int, str]:
-        """Load the form and submit it with its XSRF token."""
-        self.form()
+        """Load the form and submit it with its XSRF token, both with the same headers (the
+        hub's anonymous XSRF token is bound to the address it believes)."""
+        self.form(headers)
         return self.post(username, password, headers)
 
 
