@@ -55,6 +55,8 @@ def advise(
     if width < SMALL_CELL_PX:
         values["pixel_size"] = 1
     values = {k: v for k, v in values.items() if v != params.get(k)}
+    if not values:  # the flags already say what the data shows: nothing to try
+        return size, {}
     why = (
         f"minArea {params['minArea']} rejected {len(good)} of {len(accepted) + len(good)} "
         f"cell-like regions ({100 * share:.0f}%); the cells measure about {width:.1f} px across "

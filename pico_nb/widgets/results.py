@@ -46,6 +46,17 @@ def key_numbers(summary: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def suggested(summary: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(why, parameter values) when the run's summary.json suggests other values, else None."""
+    advice = summary.get("suggestions")
+    if not isinstance(advice, dict):
+        return None
+    why, values = advice.get("why"), advice.get("params")
+    if not isinstance(why, str) or not isinstance(values, dict) or not values:
+        return None
+    return why, values
+
+
 class ResultsView(w.VBox):
     """A run's outputs: key numbers and a gallery from summary.json, or the list of files."""
 
@@ -53,6 +64,7 @@ class ResultsView(w.VBox):
         self.lab = lab or default_lab()
         self.run_id = int(run_id)
         self.numbers = w.HTML()
+        self.advice = w.VBox()
         self.gallery = styled(w.HBox(), "pico-gallery")
         self.full_size = w.VBox()
         self.cells = w.VBox()
@@ -63,6 +75,7 @@ class ResultsView(w.VBox):
                 stylesheet(),
                 heading("Results", 3),
                 self.numbers,
+                self.advice,
                 self.gallery,
                 self.full_size,
                 self.cells,
@@ -93,7 +106,39 @@ class ResultsView(w.VBox):
             self._figure(image.title, image.path) for image in results.images[:MAX_IMAGES]
         ]
         self.files.value = self._file_table(results)
+        self._show_advice(suggested(results.summary or {}))
         self._show_cells(results)
+
+    def _show_advice(self, advice: tuple[str, dict[str, Any]] | None) -> None:
+        """The pipeline's own advice on cell size, with a one-click clone that follows it."""
+        if advice is None:
+            self.advice.children = ()
+            return
+        why, values = advice
+        listed = " · ".join(f"{k} {v}" for k, v in values.items())
+        text = styled(
+            w.HTML(f"<b>Cell size.</b> {esc(why)}. Suggested: {esc(listed)}."), "pico-notice"
+        )
+        clone = w.Button(description="Clone with suggested values", icon="clone")
+        clone.on_click(lambda _: self.clone_suggested(values))
+        self.advice.children = (text, styled(w.HBox([clone]), "pico-toolbar"))
+
+    @guarded
+    def clone_suggested(self, values: dict[str, Any]) -> int:
+        """A new experiment from this run's, with the suggested values and its own output
+        folder beside the original's, ready to run; the original is left as it is."""
+        run = self.lab.get_run(self.run_id)
+        exp = self.lab.get_experiment(run.experiment_id)
+        clone = self.lab.clone_experiment(
+            exp.id,
+            f"{exp.name} (suggested cell size)"[:200],
+            params=values,
+            output_path=f"{exp.output_path.rstrip('/')}-suggested-{run.number}",
+        )
+        self.messages.info(
+            f"cloned as experiment {clone.id}, “{clone.name}”: open it from the list to run it"
+        )
+        return clone.id
 
     def _show_cells(self, results: Results) -> None:
         """The interactive cell viewer, for runs whose summary lists masks and traces."""

@@ -92,6 +92,8 @@ CSS = """
 .pico-figure img { max-width: 100%; height: auto; }
 .pico-kpi { display: inline-block; margin-right: 18px; }
 .pico-kpi b { display: block; font-size: 18px; }
+.pico-notice { background: #fef9c3; border-left: 4px solid #ca8a04; padding: 6px 10px;
+  margin: 6px 0; border-radius: 4px; }
 .pico-section .p-Accordion-child, .pico-section .lm-Accordion-child { padding: 4px 8px; }
 .pico a.pico-button { display: inline-block; padding: 0 12px; line-height: 28px;
   border-radius: 4px; background: #eef2f7; color: #1f2937; text-decoration: none;

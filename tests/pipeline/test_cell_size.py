@@ -83,3 +83,5 @@ def test_only_cell_sized_rejections_count_towards_a_suggestion() -> None:
     size, suggestions = cellsize.advise([60] * 10, [45] * 10, flags)
     assert size["rejected_share"] == 0.5 and round(size["diameter_px"], 1) == 8.2
     assert suggestions["params"] == {"minArea": 26, "avgArea": 52, "rmbg_gsize": 4, "pixel_size": 1}
+    already = {**flags, **suggestions["params"]}  # flags that already say so: nothing to try
+    assert cellsize.advise([60] * 10, [45] * 10, already)[1] == {}

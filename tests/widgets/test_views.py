@@ -196,6 +196,27 @@ def test_results_gallery_and_plain_files(lab: Lab, make_experiment) -> None:
     assert view.full_size.children[1].children[0].value == figure.children[0].value
 
 
+def test_results_offer_the_pipelines_cell_size_advice_as_a_clone(lab: Lab, make_experiment) -> None:
+    exp = make_experiment("small cells", lines=2)
+    run = lab.wait(lab.run_experiment(exp.id).id, timeout=30)
+    summary = {"frames": 3, "suggestions": {"params": {"lines": 7}, "why": "minArea <rejected>"}}
+    (Path(run.output_path) / "summary.json").write_text(json.dumps(summary))
+    view = ResultsView(run.id, lab)
+    notice, toolbar = view.advice.children
+    assert "minArea &lt;rejected&gt;" in notice.value and "lines 7" in notice.value
+    toolbar.children[0].click()
+    clone = lab.get_experiment(int(view.messages.value.split("experiment ")[1].split(",")[0]))
+    assert clone.parent_id == exp.id and clone.params["lines"] == 7
+    assert clone.name == "small cells (suggested cell size)"
+    assert (
+        clone.output_path.endswith("-suggested-1")
+        and lab.get_experiment(exp.id).params == exp.params
+    )
+    (Path(run.output_path) / "summary.json").write_text(json.dumps({"frames": 3}))
+    view.refresh()
+    assert view.advice.children == ()  # no advice, no notice
+
+
 def test_resources_degrade_without_gpus(
     lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
