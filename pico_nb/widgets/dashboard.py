@@ -143,6 +143,8 @@ class Dashboard(w.VBox):
             detail = self.open_experiment(route.experiment)
             if detail is not None and route.run is not None:
                 detail.run_picker.value = route.run
+        elif route.view == "compare" and route.runs:
+            self.compare_runs(list(route.runs))
         elif route.view == "compare" and route.compare:
             self.compare(list(route.compare))
         elif route.view in VIEW_PAGES:
@@ -192,6 +194,7 @@ class Dashboard(w.VBox):
         detail.on_edit(lambda i: self.edit(i, clone=False))
         detail.on_clone(lambda i: self.edit(i, clone=True))
         detail.on_deleted(self._deleted)
+        detail.on_compare_runs(self.compare_runs)
         self._show(self.back, detail)
         self._unselect()
         self.detail = detail
@@ -229,6 +232,12 @@ class Dashboard(w.VBox):
         self._set_route(
             {"view": "compare", "compare": ",".join(str(i) for i in experiment_ids)}, "Compare"
         )
+
+    def compare_runs(self, run_ids: list[int]) -> None:
+        """The compare page for chosen runs, e.g. two runs of one experiment."""
+        self.nav.value = "Compare"
+        self.compare_view.compare_runs(run_ids)
+        self._set_route({"view": "compare", "runs": ",".join(map(str, run_ids))}, "Compare runs")
 
     # -------------------------------------------------------------------- events
 

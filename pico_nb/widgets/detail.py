@@ -12,6 +12,7 @@ import traitlets as t
 from pico_nb.schemas import ExperimentRecord, RunRecord
 from pico_nb.text import duration, esc, local_time, value_text
 from pico_nb.widgets import default_lab
+from pico_nb.widgets.compare import CompareView
 from pico_nb.widgets.form import ExperimentForm
 from pico_nb.widgets.results import ResultsView
 from pico_nb.widgets.run_panel import RunPanel
@@ -87,6 +88,7 @@ class ExperimentDetail(w.VBox):
         self._latest_run: int | None = None
         self._lock = threading.RLock()  # the timer and button clicks both refresh
         self._callbacks: dict[str, list[Callback]] = {"edit": [], "clone": [], "deleted": []}
+        self._compare_runs: list[Callable[[list[int]], None]] = []
         self.header = w.HTML()
         self.info = w.HTML()
         self.params = w.HTML()
@@ -107,6 +109,7 @@ class ExperimentDetail(w.VBox):
                 ("Edit", "pencil", ""),
                 ("Clone", "copy", ""),
                 ("Stop", "stop", "warning"),
+                ("Compare runs", "columns", ""),
                 ("Delete", "trash", "danger"),
             )
         }
@@ -115,6 +118,7 @@ class ExperimentDetail(w.VBox):
             "Edit": lambda: self._open_form(clone=False),
             "Clone": lambda: self._open_form(clone=True),
             "Stop": self.stop,
+            "Compare runs": self.compare_runs,
             "Delete": self._ask_delete,
         }
         for name, button in self.buttons.items():
@@ -156,6 +160,10 @@ class ExperimentDetail(w.VBox):
 
     def on_deleted(self, callback: Callback) -> None:
         self._callbacks["deleted"].append(callback)
+
+    def on_compare_runs(self, callback: Callable[[list[int]], None]) -> None:
+        """Let a dashboard show its own compare page (with an address) for these runs."""
+        self._compare_runs.append(callback)
 
     def close(self) -> None:
         """Closing the view stops following its run and refreshing."""
@@ -276,6 +284,20 @@ class ExperimentDetail(w.VBox):
         self.lab.stop_run(exp.last_run.id)
         self.messages.info(f"stop requested for run {exp.last_run.number}")
         self.refresh()
+
+    @guarded
+    def compare_runs(self) -> None:
+        """The two latest finished runs of this experiment side by side (each slot can then
+        pick any other run): what a re-run with other values changed."""
+        done = [r.id for r in self.lab.runs(self.experiment_id) if not r.active]
+        if len(done) < 2:
+            self.messages.error("comparing runs needs two finished runs of this experiment")
+            return
+        if self._compare_runs:
+            for callback in self._compare_runs:
+                callback(done[-2:])
+            return
+        self.editor.children = (CompareView(lab=self.lab, run_ids=done[-2:]),)
 
     @guarded
     def _open_form(self, clone: bool) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 from pico_nb.text import esc
 
-KEYS = ("view", "experiment", "run", "compare", "search", "status", "scope")
+KEYS = ("view", "experiment", "run", "compare", "runs", "search", "status", "scope")
 APP_TITLE = "PICO workbench"
 # Inline handlers resolve names on the element and the document first (`URL` is
 # document.URL there), so globals are spelt window.…
@@ -38,6 +38,7 @@ class Route:
     experiment: int | None = None
     run: int | None = None
     compare: tuple[int, ...] = ()
+    runs: tuple[int, ...] = ()  # compare these runs (of one experiment or several)
     search: str = ""
     status: str = ""
     scope: str = ""
@@ -58,6 +59,7 @@ def parse_route(query: str) -> Route:
         experiment=experiment[0] if experiment else None,
         run=run[0] if run else None,
         compare=_ids(values.get("compare", "")),
+        runs=_ids(values.get("runs", "")),
         search=values.get("search", "")[:200],
         status=values.get("status", "")[:20],
         scope=values.get("scope", "")[:20],

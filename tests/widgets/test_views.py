@@ -320,6 +320,30 @@ def test_dashboard_navigation(lab: Lab, frames: Path, tmp_path: Path) -> None:
     assert board.list_view._ticker._stopped.is_set()
 
 
+def test_two_runs_of_one_experiment_compare_from_its_page_and_keep_their_address(
+    lab: Lab, make_experiment
+) -> None:
+    exp = make_experiment("re-run", lines=2)
+    first = lab.wait(lab.run_experiment(exp.id).id, timeout=60)
+    board = Dashboard(lab, routing=True)
+    try:
+        detail = board.open_experiment(exp.id)
+        detail.buttons["Compare runs"].click()
+        assert "two finished runs" in detail.messages.value  # one run: nothing to compare yet
+        second = lab.wait(lab.run_experiment(exp.id).id, timeout=60)
+        detail.buttons["Compare runs"].click()
+        assert board.nav.value == "Compare"
+        table = board.compare_view.run_table.value
+        assert "re-run · run 1" in table and "re-run · run 2" in table
+        runs = f"{first.id},{second.id}"
+        assert f"&quot;runs&quot;: &quot;{runs}&quot;" in board.router.value
+        board.open_route("view=list")
+        board.open_route(f"view=compare&runs={runs}")  # a reload lands on the same comparison
+        assert "re-run · run 2" in board.compare_view.run_table.value
+    finally:
+        board.close()
+
+
 def test_dashboard_routes(lab: Lab, make_experiment) -> None:
     exp = make_experiment("routed")
     run = lab.wait(lab.run_experiment(exp.id).id, timeout=60)
