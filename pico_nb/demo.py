@@ -13,7 +13,8 @@ from pico_nb.schemas import ExperimentRecord
 if TYPE_CHECKING:
     from pico_nb.lab_api import LabAPI
 
-DEMO_NAME = "Demo: synthetic 1-photon movie"
+DEMO_NAME = "Demo: synthetic two-photon movie"
+DEMO_SEARCH = "Demo: synthetic"  # also finds demos made under the earlier "1-photon" name
 DEMO_SIZE = (256, 256)
 DEMO_FRAMES = 1000
 
@@ -25,7 +26,7 @@ def demo_experiment(lab: LabAPI) -> ExperimentRecord:
     movie = lab.settings.home / "demo" / "movie"
     if not (movie / "ground_truth.npz").exists():
         synthetic.generate(movie, size=DEMO_SIZE, frames=DEMO_FRAMES, seed=0)
-    for exp in lab.experiments(search=DEMO_NAME, scope="mine", limit=1):
+    for exp in lab.experiments(search=DEMO_SEARCH, scope="mine", limit=1):
         return exp
     height, width = DEMO_SIZE
     return lab.create_experiment(
