@@ -63,8 +63,11 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def _lab(args: argparse.Namespace) -> Lab:
-    """The Lab the command acts through: the lab server's, inside a hub user server."""
-    return pico_nb.Lab(args.home, args.user)
+    """The Lab the command acts through (the lab server's, inside a hub user server),
+    reconciled first: a command shows no run as running whose supervisor has gone."""
+    lab = pico_nb.Lab(args.home, args.user)
+    lab.reconcile()
+    return lab
 
 
 # ------------------------------------------------------------------- experiments

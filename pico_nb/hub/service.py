@@ -500,6 +500,7 @@ async def serve(settings: Settings, secret: bytes, parent: int = 0) -> None:
             elif not parent:
                 loop.run_in_executor(pool, labs.operator.reconcile)
 
+        reconcile()  # at once: runs that died while the service was down are marked lost now
         ticker = PeriodicCallback(reconcile, RECONCILE_SECONDS * 1000)
         ticker.start()
         fanout: Fanout = app.settings["fanout"]

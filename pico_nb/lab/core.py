@@ -74,7 +74,6 @@ class LabCore:
         except IntegrityError:  # another process added this user first (PostgreSQL)
             with self.db.write() as session:
                 self._user_id = self._user_row(session).id
-        self.reconcile()
 
     @classmethod
     def operator(cls, home: str | Path | None = None, **kwargs: Any) -> Self:
@@ -82,7 +81,12 @@ class LabCore:
         return cls(home, operator=True, **kwargs)
 
     def reconcile(self) -> list[int]:
-        """Mark runs whose supervisor vanished as lost, start queued runs, announce ended ones."""
+        """Mark runs whose supervisor vanished as lost, start queued runs, announce ended ones.
+
+        An explicit step, never a side effect of making a Lab or listing: the CLI's commands,
+        `wait()`, a log follower whose run went quiet, the dashboard's list, the hub service's
+        timer and every live supervisor call it.
+        """
         lost = self.executor.reconcile()
         notices.send_run_notices(self.db, self.settings)
         return lost

@@ -137,7 +137,7 @@ class ExperimentList(w.VBox):
         styled(self, "pico", "pico-list")
         for control in (self.search, self.status, self.scope, self.sort, self.descending):
             control.observe(self._filters_changed, "value")
-        self.refresh()
+        self.settle()
         self._ticker = Ticker(refresh_seconds, self._tick)
 
     # ------------------------------------------------------------------ callbacks
