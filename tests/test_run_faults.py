@@ -67,6 +67,7 @@ def supervisor_of(lab: Lab, run_id: int) -> psutil.Process:
         return psutil.Process(session.get(Run, run_id).supervisor_pid)
 
 
+@pytest.mark.slow
 def test_a_helper_holding_the_pipe_does_not_keep_a_killed_run_alive(
     lab_for: LabFor, frames: Path, tmp_path: Path
 ) -> None:
@@ -81,6 +82,7 @@ def test_a_helper_holding_the_pipe_does_not_keep_a_killed_run_alive(
     assert "# finished: failed (killed by SIGKILL" in log_text(lab, done)
 
 
+@pytest.mark.slow
 def test_a_stop_reaches_a_helper_holding_the_pipe(
     lab_for: LabFor, frames: Path, tmp_path: Path
 ) -> None:
@@ -93,6 +95,7 @@ def test_a_stop_reaches_a_helper_holding_the_pipe(
     wait_for(lambda: gone(helper), 30, "the helper to be killed with its group")
 
 
+@pytest.mark.slow
 def test_a_stop_right_after_the_start_cancels_the_run(
     lab_for: LabFor, frames: Path, tmp_path: Path
 ) -> None:
@@ -202,6 +205,7 @@ os.kill(os.getpid(), signal.SIGKILL)  # the claim is committed; no supervisor wa
 """
 
 
+@pytest.mark.slow
 def test_a_caller_killed_between_claim_and_launch_leaves_the_run_queued(
     settings_for: Callable[..., Settings], backend: str, frames: Path, tmp_path: Path
 ) -> None:
@@ -232,6 +236,7 @@ def test_a_caller_killed_between_claim_and_launch_leaves_the_run_queued(
     assert log_text(lab, done).count("# run 1 by alice") == 1
 
 
+@pytest.mark.slow
 def test_a_dead_peer_is_found_and_its_slot_filled_with_nobody_looking(
     lab_for: LabFor, frames: Path, tmp_path: Path
 ) -> None:

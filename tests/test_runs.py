@@ -175,6 +175,7 @@ def test_sigterm_ignored_means_sigkill_after_grace(
     assert done.reason == "stopped by alice (killed with SIGKILL after 1 s grace)"
 
 
+@pytest.mark.slow
 def test_supervisor_killed_is_reconciled_as_lost(
     lab_for: LabFor, frames: Path, tmp_path: Path
 ) -> None:
@@ -199,6 +200,7 @@ def _supervisor_pid(lab: Lab, run_id: int) -> int:
         return session.get(Run, run_id).supervisor_pid
 
 
+@pytest.mark.slow
 def test_queue_one_slot_fifo_with_user_cap(lab_for: LabFor, frames: Path, tmp_path: Path) -> None:
     alice = lab_for("alice", max_concurrent_runs=1, max_runs_per_user=1)
     bob = lab_for("bob", max_concurrent_runs=1, max_runs_per_user=1)
@@ -310,6 +312,7 @@ def test_two_processes_racing_for_one_slot(
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # never overlapped
 
 
+@pytest.mark.slow
 def test_three_followers_read_one_run(lab_for: LabFor, frames: Path, tmp_path: Path) -> None:
     lab = lab_for()
     exp_id = experiment(lab, frames, tmp_path, lines=2000, tqdm_steps=50)

@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from pico_nb.pipeline import score
 from pico_nb.pipeline.progress import Progress, banner
 
@@ -31,6 +33,7 @@ def test_progress_lines_and_banner() -> None:
     assert text.count("100%") == 1
 
 
+@pytest.mark.slow
 def test_score_with_neurofinder_json(demo_run: tuple[Path, str], tmp_path: Path) -> None:
     out, _ = demo_run
     rois = json.loads((out / "seg_results_thresh_pmap_1" / "rois.json").read_text())

@@ -71,6 +71,7 @@ def test_click_a_cell_see_its_trace_and_curate(
     assert "read-only" in theirs.status.value
 
 
+@pytest.mark.slow
 def test_compare_runs_table_and_overlay(lab: Lab, frames: Path, tmp_path: Path) -> None:
     from pico_nb.widgets.compare import CompareView
 

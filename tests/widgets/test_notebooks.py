@@ -59,6 +59,7 @@ def test_tour_runs(analyst_env: Settings, tmp_path: Path) -> None:
     assert errors == []
 
 
+@pytest.mark.slow
 def test_dashboard_notebook_builds_the_app(analyst_env: Settings, tmp_path: Path) -> None:
     nb = execute("dashboard.ipynb", tmp_path)
     assert widget_outputs(nb) == 1
