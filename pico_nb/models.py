@@ -134,6 +134,8 @@ class Run(Base):
     signal: Mapped[str | None] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Text)
     stop_requested_by: Mapped[str | None] = mapped_column(String(100))
+    stop_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    job_id: Mapped[str | None] = mapped_column(String(64))  # the executor's own id (Slurm's)
     stage: Mapped[str | None] = mapped_column(String(200))
     progress: Mapped[float | None] = mapped_column(Float)
     eta_seconds: Mapped[float | None] = mapped_column(Float)

@@ -50,6 +50,7 @@ class RunRecord(Record):
     log_path: str
     host: str | None = None
     worker: str | None = None
+    job_id: str | None = None  # Slurm's job id, under the Slurm executor
     pid: int | None = None
     gpus: str | None = None
     needs_gpu: bool = False

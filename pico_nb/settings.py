@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticError
 
 from pico_nb.errors import ValidationError
@@ -70,8 +70,41 @@ class Settings(BaseModel):
         description="How long a supervisor rides out a database outage, its run going on, "
         "before it stops the run and records why.",
     )
-    executor: Literal["local", "celery"] = Field(
-        "local", description="local = detached processes here; celery = workers via a broker."
+    executor: Literal["local", "celery", "slurm"] = Field(
+        "local",
+        description="local = detached processes here; celery = workers via a broker; "
+        "slurm = one batch job per run on the lab's cluster (this machine a submit host).",
+    )
+    slurm_partition: str = Field(
+        "", description="Slurm partition runs go to (--partition); empty = the cluster's default."
+    )
+    slurm_account: str = Field(
+        "", description="Slurm account runs are charged to (--account); empty = the default."
+    )
+    slurm_qos: str = Field("", description="Slurm QOS of runs (--qos); empty = the default.")
+    slurm_time_limit: str = Field(
+        "",
+        pattern=r"^$|^(\d+-)?\d+(:\d\d){0,2}$",
+        description="Time limit of a run (--time, e.g. 2:00:00 or 1-00:00:00); empty = the "
+        "partition's.",
+    )
+    slurm_memory: str = Field(
+        "",
+        pattern=r"^$|^\d+[KMGT]?$",
+        description="Memory of a run (--mem, e.g. 8G); empty = the partition's default.",
+    )
+    slurm_cpus_per_run: int = Field(1, ge=1, description="CPUs of a run (--cpus-per-task).")
+    slurm_options: list[str] = Field(
+        default_factory=list,
+        description='Further sbatch options, one per item, e.g. ["--constraint=ssd"].',
+    )
+    slurm_python: str = Field(
+        "",
+        pattern=r"^\S*$",
+        description="Python with pico-nb installed, as compute nodes see it; empty = this one.",
+    )
+    slurm_conf: str = Field(
+        "", description="slurm.conf for Slurm's commands (SLURM_CONF); empty = Slurm's default."
     )
     member_accounts: bool = Field(
         False,
@@ -90,6 +123,15 @@ class Settings(BaseModel):
         "", exclude=True, repr=False, description="Mail server password; never logged or passed on."
     )
     smtp_from: str = Field("pico-nb@localhost", description="Sender address of run notices.")
+
+    @field_validator("slurm_options")
+    @classmethod
+    def _sbatch_options(cls, value: list[str]) -> list[str]:
+        """Options only: a bare word would be taken by sbatch for the script to run."""
+        bad = [option for option in value if not option.startswith("-")]
+        if bad:
+            raise ValueError(f"must be sbatch options starting with '-', not {bad[0]!r}")
+        return value
 
     @property
     def effective_database_url(self) -> str:

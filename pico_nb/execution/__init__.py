@@ -1,4 +1,4 @@
-"""Execution: supervisors, the local executor and the Celery executor, behind one interface."""
+"""Execution: supervisors and the local, Celery and Slurm executors, behind one interface."""
 
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ def executor_for(db: Database, settings: Settings) -> Executor:
         from pico_nb.execution.celery import CeleryExecutor
 
         return CeleryExecutor(db, settings)
+    if settings.executor == "slurm":
+        from pico_nb.execution.slurm import SlurmExecutor
+
+        return SlurmExecutor(db, settings)
     from pico_nb.execution.local import LocalExecutor
 
     return LocalExecutor(db, settings)

@@ -35,7 +35,8 @@ from sqlalchemy import func, select
 from pico_nb import logstream
 from pico_nb.errors import Conflict, NotFound, ValidationError
 from pico_nb.execution import bookkeeping
-from pico_nb.execution.supervisor import Supervisor, launch, process_start
+from pico_nb.execution.shipping import ShippingSupervisor
+from pico_nb.execution.supervisor import launch, process_start
 from pico_nb.file_modes import private_folder
 from pico_nb.models import Run, Worker, utcnow
 
@@ -414,8 +415,8 @@ def _fairest(
     return oldest[user]
 
 
-class WorkerSupervisor(Supervisor):
-    """The local supervisor's behaviour, with the log kept centrally before the run ends."""
+class WorkerSupervisor(ShippingSupervisor):
+    """A worker's supervisor: its log is shipped, and its slot goes back to the queue."""
 
     def __init__(
         self,
@@ -425,18 +426,8 @@ class WorkerSupervisor(Supervisor):
         shipper: logstream.LogShipper,
         spool: Path,
     ) -> None:
-        super().__init__(runtime.db, runtime.settings, run_id, wake)
-        self.runtime, self.shipper, self.spool = runtime, shipper, spool
-
-    def settle_log(self) -> None:
-        """Ship the rest and keep it centrally; the spool copy is then not needed."""
-        self.shipper.close()
-        self.spool.unlink(missing_ok=True)
-
-    def fail_to_start(self, exc: OSError) -> None:
-        """Keep the 'could not start' log line centrally too."""
-        self.settle_log()
-        super().fail_to_start(exc)
+        super().__init__(runtime.db, runtime.settings, run_id, wake, shipper, spool)
+        self.runtime = runtime
 
     def hand_on(self) -> None:
         self.runtime.hand_on()

@@ -58,6 +58,7 @@ def run_record(run: Run) -> RunRecord:
         log_path=run.log_path,
         host=run.host,
         worker=run.worker,
+        job_id=run.job_id,
         pid=run.pid,
         gpus=run.gpus,
         needs_gpu=run.needs_gpu,

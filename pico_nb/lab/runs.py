@@ -87,7 +87,7 @@ class RunsMixin(LabCore):
             if run.status == "queued":
                 bookkeeping.finish(run, "cancelled", f"stopped by {self.username} while queued")
             else:
-                run.stop_requested_by = self.username
+                run.stop_requested_by, run.stop_requested_at = self.username, utcnow()
         self.executor.stop(run_id)
         return self.get_run(run_id)
 
@@ -175,7 +175,7 @@ class RunsMixin(LabCore):
     def _log_source(self, run: RunRecord, poll: float = 0.05) -> logs.LogSource:
         """A worker's run is read from the central store; a local one from its file."""
         remote = run.worker is not None or (
-            run.status == "queued" and self.settings.executor == "celery"
+            run.status == "queued" and self.settings.executor != "local"
         )
         if not remote:
             return logs.FileLog(Path(run.log_path), poll)

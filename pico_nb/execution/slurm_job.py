@@ -1,0 +1,96 @@
+"""The batch side of a Slurm run: the job's one process is the run's supervisor on the node.
+
+Slurm starts the batch script that `SlurmExecutor` submitted; it imports `slurm_entry` (which
+catches SIGTERM) and calls :func:`main`. The run is claimed first: queued to running in one
+transaction, only by the job the record names (or by the first job, if the submitter has not
+yet written the id), so a job submitted twice runs the pipeline once. From there it is a
+worker's supervisor: the pipeline in its own process group, heartbeats, progress, stop with
+grace, and the log shipped to the database (and Redis) as it is written, with a spool copy on
+the node's own disk. When the pipeline dies of a signal nobody in pico-nb sent, Slurm is asked
+why (time limit, memory, node failure, preemption, scancel) and the record says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from pico_nb import logstream
+from pico_nb.db import Database, open_database
+from pico_nb.execution import bookkeeping, slurm_commands
+from pico_nb.execution.shipping import ShippingSupervisor
+from pico_nb.execution.supervisor import launch, process_start
+from pico_nb.logs import LogWriter
+from pico_nb.models import Run, utcnow
+from pico_nb.settings import Settings
+
+
+class SlurmSupervisor(ShippingSupervisor):
+    """Slurm queues and reconciles; what Slurm ended, Slurm is asked to explain."""
+
+    job_id = ""
+
+    def check_peers(self) -> None:
+        """Other runs are Slurm's and the submitters' business."""
+
+    def hand_on(self) -> None:
+        """Slurm starts the next job itself."""
+
+    def conclude(self, returncode: int, writer: LogWriter, write_error: OSError | None) -> None:
+        """A signal nobody in pico-nb sent: the reason is Slurm's, if Slurm is ending the job."""
+        if returncode < 0 and self.term_at is None and self.failure is None:
+            try:
+                view = slurm_commands.show_job(self.settings, self.job_id)
+            except (slurm_commands.SlurmUnreachable, slurm_commands.SlurmRefused):
+                view = None
+            if view is not None:
+                self.failure = slurm_commands.ending(view)
+        super().conclude(returncode, writer, write_error)
+
+
+def claim(db: Database, run_id: int, job_id: str) -> bool:
+    """Queued to running, by this job only; the GPUs are those Slurm gave the job."""
+    with db.write() as session:
+        bookkeeping.lock_queue(session)
+        run = bookkeeping.run_row(session, run_id)
+        if run.status != "queued" or run.job_id not in (None, job_id):
+            print(f"run {run_id} is {run.status} (job {run.job_id}): nothing to do", flush=True)
+            return False
+        _start(run, job_id)
+    return True
+
+
+def _start(run: Run, job_id: str) -> None:
+    """Record that this job on this node now owns the run."""
+    now = utcnow()
+    run.status, run.started_at, run.heartbeat_at, run.job_id = "running", now, now, job_id
+    run.host, run.worker = bookkeeping.HOST, f"slurm job {job_id}"
+    run.supervisor_pid, run.supervisor_start = os.getpid(), process_start(os.getpid())
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    run.gpus = visible if run.needs_gpu and visible else None
+    run.reason = None
+    run.provenance = {**run.provenance, **bookkeeping.machine(), "slurm_job": job_id}
+
+
+def main(run_id: int, settings_json: str, wake: threading.Event) -> int:
+    """Claim the run for this job and see it through; the job's exit status."""
+    settings = Settings.model_validate_json(settings_json)
+    job_id = os.environ.get("SLURM_JOB_ID", "")
+    db = open_database(settings.effective_database_url)
+    if not claim(db, run_id, job_id):
+        return 0
+    spool_dir = Path(tempfile.mkdtemp(prefix=f"pico-nb-run-{run_id}-"))  # 0700, ours alone
+    spool = spool_dir / "log"
+    with db.read() as session:
+        plan = bookkeeping.launch_plan(bookkeeping.run_row(session, run_id), settings, str(spool))
+    redis = logstream.connect(settings.effective_log_stream_url)
+    shipper = logstream.LogShipper(db, redis, run_id, settings.heartbeat_seconds)
+    supervisor = SlurmSupervisor(db, settings, run_id, wake, shipper, spool)
+    supervisor.job_id = job_id
+    supervisor.see_through(launch(plan, on_write=shipper.append))
+    with contextlib.suppress(OSError):
+        spool_dir.rmdir()
+    return 0
