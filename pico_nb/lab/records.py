@@ -79,9 +79,12 @@ def run_record(run: Run) -> RunRecord:
 
 
 def _queue_position(run: Run) -> int | None:
-    """Where a queued run stands in the first-in-first-out line (1 = next), read in its session."""
+    """Where a queued run stands in the first-in-first-out line (1 = next), read in its session.
+
+    A run in Slurm's queue has no place in ours: its note gives Slurm's state and reason.
+    """
     session = object_session(run)
-    if run.status != "queued" or session is None:
+    if run.status != "queued" or run.job_id is not None or session is None:
         return None
     ahead = session.scalar(
         select(func.count(Run.id)).where(
