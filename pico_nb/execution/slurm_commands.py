@@ -32,6 +32,7 @@ _UNREACHABLE = re.compile(
     r"zero bytes were transmitted|temporarily unavailable|communication connection failure",
     re.IGNORECASE,
 )
+OOM = "out of memory (Slurm OOM)"
 _UNKNOWN_JOB = re.compile(r"invalid job id", re.IGNORECASE)
 
 
@@ -183,7 +184,7 @@ def ending(view: JobView) -> str | None:
     if state == "TIMEOUT" or reason == "TimeLimit":
         return f"killed by Slurm: TIME LIMIT after {_limit(view.time_limit)}"
     if state == "OUT_OF_MEMORY" or reason == "OutOfMemory":
-        return "out of memory (Slurm OOM)"
+        return OOM
     if state == "NODE_FAIL" or reason == "NodeDown":
         return f"killed by Slurm: node {view.node or '?'} failed"
     if state == "PREEMPTED":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
 import threading
 from pathlib import Path
@@ -39,16 +40,48 @@ class SlurmSupervisor(ShippingSupervisor):
     def hand_on(self) -> None:
         """Slurm starts the next job itself."""
 
+    oom_kills_before = 0
+
     def conclude(self, returncode: int, writer: LogWriter, write_error: OSError | None) -> None:
-        """A signal nobody in pico-nb sent: the reason is Slurm's, if Slurm is ending the job."""
+        """A signal nobody in pico-nb sent: the reason is Slurm's, if Slurm is ending the job,
+        or the job's memory limit, if the kernel killed the pipeline for it."""
         if returncode < 0 and self.term_at is None and self.failure is None:
-            try:
-                view = slurm_commands.show_job(self.settings, self.job_id)
-            except (slurm_commands.SlurmUnreachable, slurm_commands.SlurmRefused):
-                view = None
-            if view is not None:
-                self.failure = slurm_commands.ending(view)
+            if returncode == -signal.SIGKILL and oom_kills() > self.oom_kills_before:
+                self.failure = slurm_commands.OOM
+            else:
+                self.failure = self._slurms_reason()
         super().conclude(returncode, writer, write_error)
+
+    def _slurms_reason(self) -> str | None:
+        """Why Slurm is ending this job, if it is."""
+        try:
+            view = slurm_commands.show_job(self.settings, self.job_id)
+        except (slurm_commands.SlurmUnreachable, slurm_commands.SlurmRefused):
+            return None
+        return None if view is None else slurm_commands.ending(view)
+
+
+def oom_kills() -> int:
+    """Processes the kernel killed for this process's memory cgroup limit (v1 or v2), which
+    Slurm's cgroup plugin sets from --mem; Slurm itself says OUT_OF_MEMORY only later."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            stats = Path(f"/sys/fs/cgroup/memory{path}/memory.oom_control")
+        elif controllers == "":
+            stats = Path(f"/sys/fs/cgroup{path}/memory.events")
+        else:
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            for entry in stats.read_text().splitlines():
+                name, _, value = entry.partition(" ")
+                if name == "oom_kill":
+                    return int(value)
+    return 0
 
 
 def claim(db: Database, run_id: int, job_id: str) -> bool:
@@ -89,7 +122,7 @@ def main(run_id: int, settings_json: str, wake: threading.Event) -> int:
     redis = logstream.connect(settings.effective_log_stream_url)
     shipper = logstream.LogShipper(db, redis, run_id, settings.heartbeat_seconds)
     supervisor = SlurmSupervisor(db, settings, run_id, wake, shipper, spool)
-    supervisor.job_id = job_id
+    supervisor.job_id, supervisor.oom_kills_before = job_id, oom_kills()
     supervisor.see_through(launch(plan, on_write=shipper.append))
     with contextlib.suppress(OSError):
         spool_dir.rmdir()

@@ -18,6 +18,7 @@ import pytest
 from pico_nb.lab import Lab
 from pico_nb.schemas import LogLine, RunRecord
 from pico_nb.settings import Settings, load_settings
+from pico_nb.widgets.run_panel import RunPanel
 
 from cluster import REDIS_URL, wait_for
 from slurm_cluster import SlurmCluster
@@ -133,6 +134,14 @@ def test_two_runs_fill_the_node_and_a_third_waits_with_slurms_reason(world: Worl
     )
     assert shown.returncode == 0, shown.stderr
     assert f"Slurm job {waiting.job_id}: PENDING (Resources)" in shown.stdout
+    panel = RunPanel(waiting.id, lab)  # the dashboard's and JupyterLab's run view
+    try:
+        wait_for(lambda: "PENDING" in panel.stage_label.value, 30, "the panel's queue line")
+        assert (
+            panel.stage_label.value == f"queued · Slurm job {waiting.job_id}: PENDING (Resources)"
+        )
+    finally:
+        panel.close()
     release.touch()
     for r in runs:
         assert world.settled(lab, r.id, "completed").exit_code == 0
@@ -256,3 +265,13 @@ def _cli_env(world: World) -> dict[str, str]:
         PICO_NB_HEARTBEAT_SECONDS="0.5",
     )
     return env
+
+
+def test_a_run_over_its_memory_is_out_of_memory(world: World) -> None:
+    lab = world.lab(slurm_memory="150M")
+    run = world.start(lab, "greedy", big_line_mb=400, wait_file=str(world.root / "never"))
+    done = world.settled(lab, run.id, "failed")
+    if world.cluster.cgroups:  # the kernel kills for the job's cgroup: the supervisor sees it
+        assert done.reason == "out of memory (Slurm OOM)"
+    else:  # proctrack/linuxproc polls memory and SIGKILLs the job's processes itself
+        assert done.reason == "killed by SIGKILL — likely out of memory"
