@@ -162,8 +162,8 @@ class SlurmExecutor:
             return []
         try:
             views = self._views(list(ids.values()))
-        except SlurmUnreachable as exc:
-            log.info("Slurm did not answer; runs left as they are: %s", exc)
+        except (SlurmUnreachable, SlurmRefused) as exc:
+            log.warning("Slurm gave no view of its jobs; runs left as they are: %s", exc)
             return []
         ended = []
         for run_id, job_id in ids.items():

@@ -140,10 +140,15 @@ def jobs(settings: Settings, job_ids: Iterable[str]) -> dict[str, JobView]:
     ids = sorted(set(job_ids), key=int)
     if not ids:
         return {}
-    out = run(
-        settings,
-        ["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r|%N|%l"],
-    )
+    try:
+        out = run(
+            settings,
+            ["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r|%N|%l"],
+        )
+    except SlurmRefused as exc:  # one forgotten id fails the whole list: ask one by one
+        if not _UNKNOWN_JOB.search(str(exc)):
+            raise
+        return {i: view for i in ids if (view := show_job(settings, i)) is not None}
     views = {}
     for line in out.splitlines():
         parts = line.split("|")

@@ -275,3 +275,28 @@ def test_a_run_over_its_memory_is_out_of_memory(world: World) -> None:
         assert done.reason == "out of memory (Slurm OOM)"
     else:  # proctrack/linuxproc polls memory and SIGKILLs the job's processes itself
         assert done.reason == "killed by SIGKILL — likely out of memory"
+
+
+def test_a_job_slurm_forgot_is_lost_once_its_heartbeat_is_stale(world: World) -> None:
+    """Slurm keeps ended jobs only for MinJobAge; a record still running past that is lost."""
+    from datetime import timedelta
+
+    from pico_nb.models import Run, utcnow
+
+    lab = world.lab()
+    run = world.start(lab, "forgotten", wait_file=str(world.root / "never"))
+    world.settled(lab, run.id, "running")
+    world.cluster.run("scancel", str(run.job_id))
+    forgotten = world.start(lab, "forgotten 2", wait_file=str(world.root / "never"))
+    world.settled(lab, forgotten.id, "running")
+    with lab.db.write() as session:  # as if its job ended an hour ago, unreported
+        row = session.get(Run, forgotten.id)
+        real_job, supervisor = str(row.job_id), row.supervisor_pid
+        os.kill(supervisor, signal.SIGSTOP)  # it reports no more
+        row.job_id, row.heartbeat_at = "1", utcnow() - timedelta(hours=1)
+    try:
+        done = world.settled(lab, forgotten.id, "failed", timeout=10)
+    finally:
+        world.cluster.run("scancel", "--signal=KILL", real_job)
+    assert done.reason == "lost: Slurm no longer knows job 1"
+    assert world.settled(lab, run.id, "failed").reason.startswith("cancelled in Slurm")
