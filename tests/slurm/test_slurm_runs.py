@@ -20,7 +20,7 @@ from pico_nb.schemas import LogLine, RunRecord
 from pico_nb.settings import Settings, load_settings
 from pico_nb.widgets.run_panel import RunPanel
 
-from cluster import REDIS_URL, wait_for
+from cluster import REDIS_URL, flushed_redis, wait_for
 from slurm_cluster import SlurmCluster
 from support import TEST_PIPELINE, write_frames
 
@@ -75,6 +75,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, pg_module_url: str) -> Itera
     """A 2-CPU node, and a lab that submits to it."""
     root = tmp_path_factory.mktemp("slurm-lab")
     root.chmod(0o755)
+    flushed_redis(REDIS_URL)  # run ids restart in this database: no stream of an older run 1
     with SlurmCluster().start(tmp_path_factory.mktemp("slurm")) as cluster:
         yield World(root, cluster, pg_module_url)
 
