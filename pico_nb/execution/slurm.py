@@ -21,6 +21,7 @@ import logging
 import sys
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -57,12 +58,18 @@ def batch_script(settings: Settings, run_id: int) -> str:
     )
 
 
+def job_output(settings: Settings, run_id: int) -> Path:
+    """Where Slurm writes the job's own output (the supervisor's, not the run's log)."""
+    return settings.home / "logs" / "supervisors" / f"slurm_run_{run_id}.out"
+
+
 def sbatch_options(settings: Settings, run: Run) -> list[str]:
     """What the job asks Slurm for; one task on one node, never requeued behind our back."""
-    out_dir = private_folder(settings.home / "logs" / "supervisors")
+    output = job_output(settings, run.id)
+    private_folder(output.parent)
     options = [
         f"--job-name={JOB_PREFIX}{run.id}",
-        f"--output={out_dir / f'slurm_run_{run.id}.out'}",
+        f"--output={output}",
         "--chdir=/tmp",
         "--export=NONE",  # nothing of ours (tokens, URLs) reaches the job's environment
         "--no-requeue",
@@ -112,15 +119,9 @@ class SlurmExecutor:
             refusal = f"Slurm refused the job: {exc}"
             self._note(run_id, lambda run: bookkeeping.finish(run, "failed", refusal))
             return
-        self._note(run_id, lambda run: self._submitted(run, job_id))
-
-    def _submitted(self, run: Run, job_id: str) -> None:
-        """Keep the job's id; a job that lost a race to another submission is cancelled."""
-        if run.job_id is None and run.status in ACTIVE_STATUSES:
-            run.job_id = job_id
-            if run.status == "queued":
-                run.reason = f"Slurm job {job_id}: submitted"
-        elif run.job_id != job_id:
+        with self.db.write() as session:
+            kept = _keep_job(bookkeeping.run_row(session, run_id), job_id)
+        if not kept:  # another submission won the race: this job must not linger in Slurm
             self._cancel(job_id)
 
     def _cancel(self, job_id: str, *options: str) -> None:
@@ -169,9 +170,13 @@ class SlurmExecutor:
         for run_id, job_id in ids.items():
             with self.db.write() as session:
                 run = bookkeeping.run_row(session, run_id)
-                current = run.status in ACTIVE_STATUSES and run.job_id == job_id
-                if current and self._settle(run, views.get(job_id)):
-                    ended.append(run_id)
+                if run.status not in ACTIVE_STATUSES or run.job_id != job_id:
+                    continue
+                done, cancel = self._settle(run, views.get(job_id))
+            if done:
+                ended.append(run_id)
+            if cancel:  # after the record is written: no subprocess inside a transaction
+                self._cancel(job_id)
         return ended
 
     def _views(self, job_ids: list[str]) -> dict[str, JobView]:
@@ -184,23 +189,22 @@ class SlurmExecutor:
                     views[job_id] = detail
         return views
 
-    def _settle(self, run: Run, view: JobView | None) -> bool:
-        """Bring one run's record in line with its job; True if the run ended here."""
+    def _settle(self, run: Run, view: JobView | None) -> tuple[bool, bool]:
+        """Bring one run's record in line with its job: (the run ended here, cancel its job)."""
         now = utcnow()
         job = run.job_id
         if view is None:
             if run.status == "running" and not _stale(run, self.settings, now):
-                return False  # Slurm forgets finished jobs; a live heartbeat is still news
+                return False, False  # Slurm forgets finished jobs; a live heartbeat is news
             bookkeeping.finish(run, "failed", f"lost: Slurm no longer knows job {job}")
-            return True
+            return True, False
         if view.final:
             self._finish_ended(run, view)
-            return True
+            return True, False
         if run.status == "queued":
             run.reason = slurm_commands.pending(view)
-            return False
+            return False, False
         if _stale(run, self.settings, now):
-            self._cancel(str(job))
             last = run.heartbeat_at.strftime("%H:%M:%S UTC") if run.heartbeat_at else "?"
             bookkeeping.finish(
                 run,
@@ -208,10 +212,9 @@ class SlurmExecutor:
                 f"lost: the supervisor of Slurm job {job} stopped reporting at {last}; "
                 "job cancelled",
             )
-            return True
-        if run.stop_requested_at is not None and _past_grace(run, self.settings, now):
-            self._cancel(str(job))  # the reconcile after this one records it
-        return False
+            return True, True
+        # A stop long past its grace: cancel the job; the reconcile after this one records it.
+        return False, run.stop_requested_at is not None and _past_grace(run, self.settings, now)
 
     def _finish_ended(self, run: Run, view: JobView) -> None:
         """A job over without a final record: Slurm's reason, or lost with what Slurm knows."""
@@ -224,7 +227,7 @@ class SlurmExecutor:
             return
         why = slurm_commands.ending(view)
         if why is None:
-            out = self.settings.home / "logs" / "supervisors" / f"slurm_run_{run.id}.out"
+            out = job_output(self.settings, run.id)
             why = (
                 f"lost: Slurm job {view.job_id} ended {view.state} (exit {view.exit_code}) "
                 f"without a final report; its output is in {out}"
@@ -249,6 +252,15 @@ class SlurmExecutor:
             partition=self.settings.slurm_partition or "(default)",
         )
         return state
+
+
+def _keep_job(run: Run, job_id: str) -> bool:
+    """Note the submitted job's id; False if the run has another job or has ended."""
+    if run.job_id is None and run.status in ACTIVE_STATUSES:
+        run.job_id = job_id
+        if run.status == "queued":
+            run.reason = f"Slurm job {job_id}: submitted"
+    return run.job_id == job_id
 
 
 def _wait_for_slurm(run: Run, detail: str) -> None:
