@@ -16,7 +16,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from pico_nb.hub.service import MAX_BODY_BYTES, nesting_depth
+from pico_nb.hub.wire import MAX_BODY_BYTES, nesting_depth
 
 
 def median_seconds(fn: Callable[[], object], repeat: int) -> float:

@@ -7,7 +7,8 @@ the followers on `/services/pico/api/runs/ID/log/follow` spread over the runs an
 while they stream, probes login (`GET /hub/login`), `whoami` and starting a run. It prints the
 per-line latency (printed -> parsed by the follower) p50/p95/max, lines missed, errors by status,
 CPU and RSS of the service and the proxy, probe latencies, and run-start latency. Last, 50 API
-clients call `GET /experiments` for a fixed time, through the proxy and straight to the service.
+clients call `GET /experiments` for a fixed time, through the proxy and straight to the service
+(with the service's CPU time per request, the figure a loaded machine disturbs least).
 Everything is bounded in count and time and stops by itself.
 
 Goals (issue 19): with 200 followers, line p95 < 500 ms, 0 missed, 0 errors, login and API
@@ -92,8 +93,13 @@ class Usage:
     def sample(self) -> None:
         self.rss_max = max(self.rss_max, self._rss())
 
+    def cpu_used(self) -> float:
+        """CPU seconds used since the start: on a shared machine, unlike req/s, it does not
+        count the time other work held the cores."""
+        return self._cpu() - self.cpu
+
     def report(self) -> str:
-        cpu = (self._cpu() - self.cpu) / (time.monotonic() - self.at)
+        cpu = self.cpu_used() / (time.monotonic() - self.at)
         return (
             f"{len(self.processes)} process(es), CPU {100 * cpu:.0f} % of a core, "
             f"RSS max {self.rss_max / 2**20:.0f} MiB"
@@ -290,12 +296,14 @@ class Bench:
                     errors[answer.code] += 1
 
         started = time.monotonic()
+        service = Usage(listeners(self.hub.service_port))
         await asyncio.gather(*(client(i) for i in range(self.args.api_clients)))
         rate = len(times) / (time.monotonic() - started)
         where = "straight to the service" if straight else "through the proxy"
         print(
             f"GET /experiments, {self.args.api_clients} clients, {where}: {rate:.0f} req/s, "
-            f"{summary(times)}, errors {dict(errors) or 'none'}"
+            f"{summary(times)}, errors {dict(errors) or 'none'}; "
+            f"service CPU {1000 * service.cpu_used() / max(len(times), 1):.1f} ms per request"
         )
 
 

@@ -2,6 +2,7 @@
 
     python benchmarks/pipeline.py [--quick] [--repeat N] [--sizes 512 1000] [--seeds 101 102]
         [--modes two-photon one-photon] [--cell-diameter 7] [--baseline OLD] [--long 30000]
+        [--suite2p S/bin/python]
 
 Generates (or reuses, under benchmarks/data/, which git ignores) frame_N.jpg movies with
 held-out seeds (no test uses them), runs `python -m pico_nb.pipeline` on each as a real
@@ -13,7 +14,9 @@ When a run suggests other parameters, the suggested clone is run and scored too.
 `git archive main | tar -x -C /tmp/old`) in the same session and prints the ratios, so a
 loaded machine still gives a fair comparison. --long N runs an N-frame TIFF movie of the
 first size next to a --frames one and prints peak RSS and time per frame for both
-(`--sizes 512 --long 30000` is the 30-minute session).
+(`--sizes 512 --long 30000` is the 30-minute session). --suite2p runs each kind of movie
+as a TIFF through pico_nb and through suite2p, installed in an environment of its own (it is
+GPL: see suite2p_job.py), and prints both programs' F1, time and memory with the ratios.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import suite2p_side
 
 from pico_nb.pipeline import score, synthetic
 
@@ -90,13 +95,14 @@ def run_once(
         env=env,
         cwd=code or DATA,
     )
-    _, status, usage = os.wait4(child.pid, 0)
+    _, status, _ = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"pipeline failed: {child.stderr.read().decode()}")
     summary = json.loads((out / "summary.json").read_text())
     truth = (data if data.is_dir() else data.parent) / "ground_truth.npz"
-    return Result(wall, usage.ru_maxrss / 2**20, summary, score.score(out, truth))
+    rss = summary["peak_memory_mb"] / 1024  # the pipeline's own: ru_maxrss counts this parent
+    return Result(wall, rss, summary, score.score(out, truth))
 
 
 def report(title: str, runs: list[Result]) -> None:
@@ -173,6 +179,19 @@ def bench_long(args: argparse.Namespace) -> None:
     )
 
 
+def bench_suite2p(args: argparse.Namespace) -> None:
+    """Each kind of movie as one TIFF, run by pico_nb and by suite2p in the same session."""
+    size, seed = args.sizes[0], args.seeds[0]
+    for mode in args.modes:
+        data = movie(mode, size, args.frames, seed, "tiff", args.cell_diameter)
+        ours = run_once(data, DATA / "runs" / f"side_{mode}_{size}", size, [])
+        report(f"{mode} {size}×{size}×{args.frames} TIFF, pico_nb defaults", [ours])
+        out = DATA / "runs" / f"suite2p_{mode}_{size}"
+        theirs = suite2p_side.run_suite2p(args.suite2p, data, out, args.cell_diameter)
+        title = f"{mode} {size}×{size}×{args.frames}"
+        suite2p_side.report(title, ours.wall, ours.rss, ours.score["centre"]["f1"], theirs)
+
+
 def main() -> int:
     """Parse options and run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -185,6 +204,11 @@ def main() -> int:
     parser.add_argument("--cell-diameter", type=float, default=synthetic.DEFAULT_DIAMETER)
     parser.add_argument("--baseline", type=Path, help="an older checkout to compare with")
     parser.add_argument("--long", type=int, help="also run a N-frame TIFF (first size)")
+    parser.add_argument(
+        "--suite2p",
+        type=Path,
+        help="suite2p's Python: also run each kind side by side (first size)",
+    )
     args = parser.parse_args()
     load = os.getloadavg()
     print(
@@ -200,6 +224,8 @@ def main() -> int:
                 bench(args, mode, size, seed)
     if args.long:
         bench_long(args)
+    if args.suite2p:
+        bench_suite2p(args)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
     return 0
 

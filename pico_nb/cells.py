@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from pico_nb.errors import NotFound, ValidationError
+from pico_nb.contract.errors import NotFound, ValidationError
 
 ROWS_PER_CHUNK = 64
 NOISE_SAMPLES = 4000

@@ -19,7 +19,7 @@ from pico_nb.file_modes import private_file, private_folder
 if TYPE_CHECKING:
     from alembic.config import Config
 
-SCHEMA_REVISION = "0004_slurm"
+SCHEMA_REVISION = "0007_job_tokens"
 # PostgreSQL advisory lock keys, one per thing serialised; SQLite's BEGIN IMMEDIATE (or a file
 # lock for migrations) serialises the same things there.
 MIGRATION_LOCK = 7311

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pico_nb.cells import RunCells, stats
-from pico_nb.errors import ValidationError
+from pico_nb.contract.errors import ValidationError
 from pico_nb.schemas import Curation, ExperimentRecord, RunRecord
 
 FORMATS = {"nwb": ".nwb", "csv": ""}

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pico_nb.params import Param, PipelineSpec
+from pico_nb.contract.param import Param
+from pico_nb.contract.spec import PipelineSpec
 from pico_nb.schemas import FrameInfo
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import re
 from typing import Any, Literal, get_args
 
-from pico_nb.errors import ValidationError
+from pico_nb.contract.errors import ValidationError
+from pico_nb.contract.limits import MAX_INT64, UNSAFE_IN_LINE
 
 Scope = Literal["visible", "mine", "shared", "all"]
 Status = Literal["created", "queued", "running", "completed", "failed", "cancelled"]
 Sort = Literal["created", "updated", "name", "id"]
 
-MAX_INT64 = 2**63 - 1
-"""Ids, offsets and integer parameters fit a signed 64-bit column on every database."""
 MAX_LIST_PAGE = 1000
 """A listing returns at most this many rows, however many were asked for."""
 MAX_LOG_READ = 4 << 20
@@ -25,11 +24,6 @@ MAX_SEARCH = 200
 """Search text and owner names are as long as a name may be."""
 
 _WHOLE = re.compile(r"[+-]?[0-9]{1,20}")
-# C0 and C1 controls, DEL, and the invisible marks that reorder or hide text (bidi overrides,
-# isolates and marks, zero-width joiners, the BOM): shown as text they still spoof a reader.
-_SPOOF = "\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff"
-UNSAFE_IN_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_SPOOF}]")
-UNSAFE_IN_TEXT = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_SPOOF}]")
 
 
 def one_of(value: Any, field: str, vocabulary: Any) -> Any:

@@ -5,7 +5,7 @@ and runs one behaviour suite on each).
 Front ends are written against this, so a dashboard, a notebook or the CLI works the same on a
 laptop (records in SQLite, runs in local processes) and in a lab server's user server (every
 call a request to the pico service). Records are the pydantic models of `pico_nb.schemas`;
-errors are those of `pico_nb.errors` on both sides.
+errors are those of `pico_nb.contract.errors` on both sides.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from pico_nb.contract.spec import PipelineSpec
     from pico_nb.inputs import Scope, Sort, Status
-    from pico_nb.params import PipelineSpec
     from pico_nb.schemas import (
         CellTable,
         Curation,
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
         FrameInfo,
         LogChunk,
         LogLine,
+        MachineRecord,
         NotificationSettings,
+        QueueRecord,
         Results,
         RunComparison,
         RunRecord,
@@ -95,7 +97,8 @@ class LabAPI(Protocol):
     def get_run(self, run_id: int) -> RunRecord: ...
     def wait(self, run_id: int, timeout: float | None = None, poll: float = 0.2) -> RunRecord: ...
     def reconcile(self) -> list[int]: ...
-    def queue(self) -> dict[str, Any]: ...
+    def queue(self) -> QueueRecord: ...
+    def machines(self) -> list[MachineRecord]: ...
     def workers(self) -> list[WorkerRecord]: ...
     def read_log(self, run_id: int, offset: int = 0, limit: int = 1 << 20) -> LogChunk: ...
     def follow_log(

@@ -16,16 +16,19 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from pico_nb.db import LOGIN_LOCK, Database, advisory_xact_lock
+from pico_nb.hub_settings import LoginSettings
 from pico_nb.models import LoginThrottle, utcnow
+
+_SETTING = LoginSettings.model_fields
 
 
 @dataclass(frozen=True)
 class Policy:
-    """How many failures are free and how long the longest lock lasts."""
+    """How many failures are free and how long the longest lock lasts (`hub.login` settings)."""
 
-    free_failures: int = 5
-    free_address_failures: int = 50
-    max_delay: float = 60.0
+    free_failures: int = _SETTING["free_failures"].default
+    free_address_failures: int = _SETTING["free_address_failures"].default
+    max_delay: float = _SETTING["max_delay"].default
 
     def window(self, failures: int, free: int) -> float:
         """Seconds locked after this many failures: 1, 2, 4 … past the free ones, capped."""

@@ -3,11 +3,12 @@
 A worker writes the run's log to a spool file on its own disk, as the local executor does, and
 a :class:`LogShipper` copies the same bytes, in order, to two places:
 
-* a Redis stream per run (``pico_nb:log:<run id>``), one entry per write, whose entry id is
-  ``<byte offset>-1``, so a reader can ask for "the bytes from offset N" directly. It is
-  trimmed to what the database does not hold yet (plus one flush of slack) and capped at
-  :data:`STREAM_ENTRIES` entries of at most :data:`ENTRY_BYTES`, so its size stays bounded;
-  a finished run's stream expires after :data:`STREAM_TTL` seconds.
+* a Redis stream per run (``pico_nb:<lab identity>:log:<run id>``, so labs sharing one Redis
+  never mix), one entry per write, whose entry id is ``<byte offset>-1``, so a reader can ask
+  for "the bytes from offset N" directly. It is trimmed to what the database does not hold
+  yet (plus one flush of slack) and capped at :data:`STREAM_ENTRIES` entries of at most
+  :data:`ENTRY_BYTES`, so its size stays bounded; a finished run's stream expires after
+  :data:`STREAM_TTL` seconds.
 * the ``log_chunks`` table, every heartbeat and at the end: the complete log is there before
   the run is recorded as finished, so history never depends on the worker or on Redis.
 
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from pico_nb.models import LogBytes
+from pico_nb.models import LabIdentity, LogBytes
 
 if TYPE_CHECKING:
     import redis
@@ -44,9 +45,16 @@ STREAM_TTL = 600
 _WAIT_MS = 250
 
 
-def stream_key(run_id: int) -> str:
-    """The Redis key of a run's live log."""
-    return f"pico_nb:log:{run_id}"
+def stream_key(db: Database, run_id: int) -> str:
+    """The Redis key of a run's live log, named after the lab's database."""
+    return f"pico_nb:{lab_identity(db)}:log:{run_id}"
+
+
+@cache
+def lab_identity(db: Database) -> str:
+    """The random name the lab's database was given when it was made (it never changes)."""
+    with db.read() as session:
+        return session.scalar(select(LabIdentity.identity)) or "lab"
 
 
 @cache
@@ -112,13 +120,36 @@ def keep_spool(db: Database, run_id: int, spool: Path) -> None:
             start += len(data)
 
 
-def expire_streams(client: redis.Redis | None, run_ids: list[int]) -> None:
+def keep_bytes(
+    db: Database, client: redis.Redis | None, run_id: int, start: int, data: bytes
+) -> int:
+    """Keep bytes a job sent from ``start`` (the part not kept yet, so a retry is harmless)
+    and wake the run's followers; the size now kept. A gap is not filled: the sender resends
+    from the size it is told."""
+    with db.write() as session:
+        size = session.scalar(select(func.max(LogBytes.stop)).where(LogBytes.run_id == run_id)) or 0
+        fresh = data[size - start :] if start <= size else b""
+        if fresh:
+            session.add(LogBytes(run_id=run_id, start=size, stop=size + len(fresh), data=fresh))
+    if fresh and client is not None:
+        with contextlib.suppress(Exception):  # Redis away: followers read the database
+            client.xadd(
+                stream_key(db, run_id),
+                {"d": fresh[:ENTRY_BYTES]},
+                id=_entry_id(size),
+                maxlen=STREAM_ENTRIES,
+                approximate=True,
+            )
+    return size + len(fresh)
+
+
+def expire_streams(db: Database, client: redis.Redis | None, run_ids: list[int]) -> None:
     """Let the live logs of runs that ended without their worker expire like finished ones."""
     if client is None:
         return
     for run_id in run_ids:
         with contextlib.suppress(Exception):  # Redis away: nothing of it is left to expire
-            client.expire(stream_key(run_id), STREAM_TTL)
+            client.expire(stream_key(db, run_id), STREAM_TTL)
 
 
 def _contiguous(pieces: Any, offset: int, limit: int) -> bytes:
@@ -140,7 +171,7 @@ class RemoteLog:
 
     def __init__(self, db: Database, client: redis.Redis | None, run_id: int) -> None:
         self.db, self.client, self.run_id = db, client, run_id
-        self.key = stream_key(run_id)
+        self.key = stream_key(db, run_id)
         self._gap = False
 
     def read(self, offset: int, limit: int) -> bytes:
@@ -194,7 +225,7 @@ class LogShipper:
         self, db: Database, client: redis.Redis | None, run_id: int, flush_seconds: float
     ) -> None:
         self.db, self.client, self.run_id = db, client, run_id
-        self.key = stream_key(run_id)
+        self.key = stream_key(db, run_id)
         self.flush_seconds = flush_seconds
         self._cond = threading.Condition()
         self._incoming: list[bytes] = []

@@ -136,6 +136,7 @@ class Run(Base):
     stop_requested_by: Mapped[str | None] = mapped_column(String(100))
     stop_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     job_id: Mapped[str | None] = mapped_column(String(64))  # the executor's own id (Slurm's)
+    report_token_hash: Mapped[str | None] = mapped_column(String(64))  # a job as the owner's
     stage: Mapped[str | None] = mapped_column(String(200))
     progress: Mapped[float | None] = mapped_column(Float)
     eta_seconds: Mapped[float | None] = mapped_column(Float)
@@ -159,6 +160,10 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The settings every worker must share, as this one started with them (worker_settings)."""
+    resources: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The worker's own measurement at its last heartbeat (`execution.measure`)."""
 
 
 class LogBytes(Base):
@@ -170,6 +175,16 @@ class LogBytes(Base):
     start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     stop: Mapped[int] = mapped_column(BigInteger)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LabIdentity(Base):
+    """One row: a random name for this lab's database, made when it was created, so labs that
+    share one Redis never read each other's live logs."""
+
+    __tablename__ = "lab_identity"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identity: Mapped[str] = mapped_column(String(32))
 
 
 class Curation(Base):

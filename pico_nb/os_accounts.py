@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from pico_nb.errors import PicoError, ValidationError
+from pico_nb.contract.errors import PicoError, ValidationError
 
 SERVICE_ACCOUNT = "pico"
 MEMBERS_GROUP = "pico-members"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pico_nb import safe_paths
-from pico_nb.errors import NotFound, PermissionDenied, ValidationError
+from pico_nb.contract.errors import NotFound, PermissionDenied, ValidationError
 from pico_nb.schemas import OutputFile, ResultImage, Results
 
 MAX_FILES = 500

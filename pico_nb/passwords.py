@@ -7,7 +7,7 @@ from functools import cache
 from argon2 import PasswordHasher
 from argon2.exceptions import Argon2Error
 
-from pico_nb.errors import ValidationError
+from pico_nb.contract.errors import ValidationError
 
 _hasher = PasswordHasher()
 MAX_PASSWORD = 1024

@@ -164,6 +164,59 @@ class WorkerRecord(Record):
     runs: list[int] = []
 
 
+class JobRecord(Record):
+    """A run's job in Slurm's queue, as squeue reports it."""
+
+    job_id: str
+    run_id: int
+    state: str  # PENDING, RUNNING, COMPLETING, …
+    reason: str = ""  # why it is pending: Priority, Resources, …
+    node: str = ""
+
+
+class QueueRecord(Record):
+    """The queue wherever runs run: slots, runs running and waiting, the GPUs runs may have."""
+
+    slots: int
+    running: int
+    queued: int
+    gpus: list[str] = []
+    workers: int | None = None  # Celery workers online; None under other executors
+    partition: str | None = None  # the Slurm partition runs go to, under Slurm
+    error: str | None = None  # why the executor could tell no more (Slurm did not answer)
+    jobs: list[JobRecord] = []  # this member's Slurm jobs, pending and running (all: admins)
+
+
+class GpuRecord(Record):
+    """One GPU as its machine last measured it."""
+
+    index: str
+    name: str
+    utilisation: float | None = None  # 0-1
+    memory_used_mb: int | None = None
+    memory_total_mb: int | None = None
+
+
+class MachineRecord(Record):
+    """A machine runs run on, as it measured itself (or as Slurm describes its node)."""
+
+    name: str
+    kind: str  # "host" (local executor), "worker" (Celery), "node" (Slurm)
+    state: str  # online / stopped / lost, or Slurm's node state (idle, mixed, down, …)
+    cpus: int | None = None  # None: not measured yet
+    cpus_busy: int | None = None  # CPUs Slurm has allocated to jobs
+    load: float | None = None  # the last minute's load average per CPU
+    memory_total_mb: int | None = None
+    memory_used_mb: int | None = None
+    gpus: list[GpuRecord] = []
+    gpu_note: str | None = None  # why no GPU is listed, in words
+    gres: str = ""  # Slurm's generic resources, e.g. gpu:2
+    slots: int | None = None  # runs pico-nb starts there at once (None: Slurm decides)
+    running: int = 0  # pico-nb runs running there, anyone's
+    runs: list[int] = []  # this member's runs among them (every run, for an admin)
+    last_seen: datetime | None = None
+
+
 class CellRecord(Record):
     """One segmented cell: where it is, how big, how active, and whether it was rejected."""
 

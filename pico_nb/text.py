@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from datetime import datetime
 
-from pico_nb.errors import PicoError, ValidationError
+from pico_nb.contract.errors import PicoError, ValidationError
 
 
 def esc(value: object) -> str:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from pico_nb.inputs import UNSAFE_IN_LINE, UNSAFE_IN_TEXT
+from pico_nb.contract.limits import UNSAFE_IN_LINE, UNSAFE_IN_TEXT
 
 MAX_NAME = 200
 MAX_DESCRIPTION = 10_000

@@ -24,7 +24,7 @@ redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null ||
 .venv/bin/lint-imports --no-cache  # DESIGN's layers and no import cycles (pyproject.toml)
 .venv/bin/mypy  # types of pico_nb/ ([tool.mypy] in pyproject.toml)
 set +e
-.venv/bin/python -m pytest -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -p no:cacheprovider --durations=25 "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from pico_nb.inputs import MAX_INT64
+from pico_nb.contract.limits import MAX_INT64
 
 UNSAFE_CHARS = ["\x00", "\x1b", "\x7f", "\x85", "\u202e", "\u2066", "\u200f", "\ufeff"]
 """NUL, ESC, DEL, a C1 control, a bidi override, an isolate, a mark and a BOM."""

@@ -8,9 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from pico_nb.errors import NotFound, PermissionDenied, ValidationError
+from pico_nb.contract.errors import NotFound, PermissionDenied, ValidationError
 from pico_nb.lab_api import LabAPI
-from pico_nb.schemas import ExperimentRecord, LogChunk, RunRecord, WorkerRecord
+from pico_nb.schemas import (
+    ExperimentRecord,
+    LogChunk,
+    MachineRecord,
+    QueueRecord,
+    RunRecord,
+    WorkerRecord,
+)
 
 
 def contract_members() -> list[str]:
@@ -111,5 +118,17 @@ def scenario(lab: LabAPI, bob: LabAPI, frames: Path, out: Path, gate: Path) -> N
     with pytest.raises(PermissionDenied):
         lab.users()
     assert lab.notification_settings().email is None
-    assert isinstance(lab.queue()["slots"], int)
+    queue = lab.queue()
+    assert isinstance(queue, QueueRecord) and queue.slots >= 1 and queue.queued == 0
+    machines = lab.machines()  # where runs run: this host, each Celery worker, Slurm nodes
+    assert machines and all(isinstance(m, MachineRecord) and m.cpus for m in machines)
+    if lab.settings.executor == "local":
+        (host,) = machines
+        assert (host.kind, host.state) == ("host", "online")
+        assert host.memory_total_mb and host.runs == []
+    elif lab.settings.executor == "celery":
+        assert {m.kind for m in machines} == {"worker"}
+        assert all(m.state == "online" and m.slots for m in machines)
+    else:  # Slurm: the partition's nodes, as Slurm describes them
+        assert {m.kind for m in machines} == {"node"} and all(m.state for m in machines)
     assert all(isinstance(w, WorkerRecord) for w in lab.workers())  # none without Celery

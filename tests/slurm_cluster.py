@@ -19,6 +19,7 @@ import random
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Callable
@@ -46,8 +47,10 @@ def cgroup_v1_memory() -> bool:
 class SlurmCluster:
     """One node named after this host, `cpus` CPUs, in partition `debug`; start() then stop()."""
 
-    def __init__(self, cpus: int = 2, memory_mb: int = 2048, cgroups: bool | None = None) -> None:
-        self.cpus, self.memory_mb = cpus, memory_mb
+    def __init__(
+        self, cpus: int = 2, memory_mb: int = 2048, cgroups: bool | None = None, gpus: int = 0
+    ) -> None:
+        self.cpus, self.memory_mb, self.gpus = cpus, memory_mb, gpus
         self.cgroups = cgroup_v1_memory() if cgroups is None else cgroups
         self.node = socket.gethostname().split(".")[0]
         self.first_job_id = random.randint(1000, 900_000)  # ours alone in the shared cgroup tree
@@ -72,6 +75,8 @@ class SlurmCluster:
         conf = root / "slurm.conf"
         conf.write_text(self._conf())
         (root / "cgroup.conf").write_text(CGROUP_CONF)
+        if self.gpus:
+            (root / "gres.conf").write_text(self._gres_conf())
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM")}
         self.env["SLURM_CONF"] = str(conf)
         try:
@@ -199,6 +204,18 @@ class SlurmCluster:
             raise RuntimeError(f"{', '.join(dead)} exited{self.logs()}")
         return True
 
+    def _gres_conf(self) -> str:
+        """gres.conf: GPUs Slurm schedules, as device files (null devices: nothing computes on
+        them, but Slurm hands them out and sets CUDA_VISIBLE_DEVICES as for real ones)."""
+        lines = []
+        for index in range(self.gpus):
+            device = self.root / "dev" / f"nvidia{index}"
+            device.parent.mkdir(exist_ok=True)
+            if not device.exists():
+                os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+            lines.append(f"Name=gpu File={device}\n")
+        return "".join(lines)
+
     def _conf(self) -> str:
         """slurm.conf: everything under root, free ports, finished jobs kept an hour."""
         root, cgroups = self.root, self.cgroups
@@ -240,7 +257,9 @@ SlurmdTimeout=30
 MinJobAge=3600
 KillWait=5
 InactiveLimit=0
-NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.memory_mb} State=UNKNOWN
+{"GresTypes=gpu" if self.gpus else ""}
+NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.memory_mb} \
+{f"Gres=gpu:{self.gpus} " if self.gpus else ""}State=UNKNOWN
 PartitionName={PARTITION} Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
 """
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -12,6 +14,7 @@ import numpy as np
 
 PG_ADMIN_URL = os.environ.get("PICO_NB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_PIPELINE = Path(__file__).parent / "fake_pipeline.py"
+DEMO_SIZE = 160
 
 
 def write_frames(folder: Path, count: int = 3, size: tuple[int, int] = (16, 16)) -> Path:
@@ -39,3 +42,11 @@ def source_copy(target: Path) -> Path:
     skip = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "test*", "bench*")
     shutil.copytree(CHECKOUT, target, ignore=skip)
     return target
+
+
+def demo_movie(folder: Path, frames: int, size: int = DEMO_SIZE) -> Path:
+    """A generated movie, written the way an analyst would: `pico-nb demo-data`."""
+    command = [sys.executable, "-m", "pico_nb.cli", "demo-data", str(folder)]
+    command += ["--size", str(size), str(size), "--frames", str(frames), "--seed", "3"]
+    subprocess.run(command, check=True, capture_output=True)
+    return folder

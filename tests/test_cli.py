@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pico_nb.cli import main
+from pico_nb.cli.main import main
 
 from support import TEST_PIPELINE
 
@@ -64,6 +65,7 @@ class Result:
     stderr: str
 
 
+@pytest.mark.slow
 def test_round_trip(cli: Cli, frames: Path, tmp_path: Path) -> None:
     made = cli(
         "create",
@@ -110,6 +112,7 @@ def test_round_trip(cli: Cli, frames: Path, tmp_path: Path) -> None:
     assert [e["name"] for e in json.loads(cli("list", "--json").stdout)] == ["twin"]
 
 
+@pytest.mark.slow
 def test_stop_from_the_cli(cli: Cli, cli_env: dict[str, str], frames: Path, tmp_path: Path) -> None:
     gate = tmp_path / "never"
     exp = json.loads(
@@ -172,6 +175,24 @@ def test_params_and_schema(cli: Cli) -> None:
     assert "Lines printed to stdout." in cli("params").stdout
 
 
+def test_workers_without_celery_shows_this_host(cli: Cli) -> None:
+    head, row = cli("workers").stdout.splitlines()
+    assert head.split() == [
+        "MACHINE",
+        "KIND",
+        "STATE",
+        "CPUS",
+        "MEMORY",
+        "GPUS",
+        "RUNNING",
+        "YOURS",
+    ]
+    assert row.split()[:3] == [socket.gethostname(), "host", "online"]
+    listed = json.loads(cli("workers", "--json").stdout)
+    assert [m["kind"] for m in listed["machines"]] == ["host"] and listed["jobs"] == []
+    assert listed["machines"][0]["cpus"] == os.cpu_count()
+
+
 def test_users(cli: Cli) -> None:
     cli("users", "add", "carol", "--admin", "--password-stdin", stdin="a long password\n")
     weak = cli("users", "add", "dave", "--password-stdin", stdin="short\n", code=2)
@@ -197,6 +218,7 @@ def test_demo_data_and_score_are_the_pipeline_tools(cli: Cli, tmp_path: Path) ->
     assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_results_compare_and_export_any_run(cli: Cli, frames: Path, tmp_path: Path) -> None:
     made = cli("create", "c", "--input", "input", "--output", "out/c", "--set", "cells=6", "--json")
     eid = str(json.loads(made.stdout)["id"])

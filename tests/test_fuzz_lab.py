@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pico_nb.errors import NotFound, PermissionDenied, ValidationError
-from pico_nb.inputs import MAX_INT64, MAX_LOG_READ
+from pico_nb.contract.errors import NotFound, PermissionDenied, ValidationError
+from pico_nb.contract.limits import MAX_INT64
+from pico_nb.inputs import MAX_LOG_READ
 from pico_nb.lab import Lab
 from pico_nb.settings import Settings, load_settings
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pico_nb.errors import ValidationError
+from pico_nb.contract.errors import ValidationError
 from pico_nb.lab import Lab
 from pico_nb.params import load_spec
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pico_nb.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from pico_nb.contract.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from pico_nb.lab import Lab
 
 from support import write_frames
@@ -278,6 +278,35 @@ def test_admin_sees_and_acts_on_all(
     assert carol.update_experiment(a.id, description="checked").description == "checked"
     carol.delete_experiment(b.id)
     assert bob.experiments() == []
+
+
+def test_listings_of_one_shape_show_each_user_their_own(
+    alice: Lab, bob: Lab, carol: Lab, frames: Path, tmp_path: Path
+) -> None:
+    """The listing's statements are built once per filter shape and shared by every user:
+    whoever listed first, each user still gets exactly the rows they may see."""
+    a = make(alice, frames, tmp_path, name="shape a")
+    b = make(bob, frames, tmp_path, name="shape b")
+    filters: list[dict[str, Any]] = [
+        {},
+        {"scope": "mine"},
+        {"search": "shape"},
+        {"status": "created", "search": "shape", "owner": "alice"},
+        {"status": "created", "search": "shape", "owner": "bob"},
+    ]
+    for _ in range(2):  # the second round reuses every statement the first one built
+        for given in filters:
+            owner = given.get("owner")
+            mine = {"alice": {a.id}, "bob": {b.id}}
+            for lab in (alice, bob):
+                expected = mine[lab.username] if owner in (None, lab.username) else set()
+                assert {e.id for e in lab.experiments(**given)} == expected, given
+                assert lab.count_experiments(**given) == len(expected), given
+            expected = {a.id, b.id} if owner is None else mine[owner]
+            if given.get("scope") == "mine":
+                expected = set()  # carol, the admin, owns none
+            assert {e.id for e in carol.experiments(**given)} == expected, given
+    assert {e.id for e in carol.experiments(scope="all")} == {a.id, b.id}
 
 
 def test_accounts_need_an_admin(alice: Lab, carol: Lab) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from pico_nb.errors import ValidationError
+from pico_nb.contract.errors import ValidationError
 from pico_nb.lab import Lab
 
 from support import free_port

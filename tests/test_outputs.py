@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pico_nb import outputs
-from pico_nb.errors import NotFound, PermissionDenied, ValidationError
+from pico_nb.contract.errors import NotFound, PermissionDenied, ValidationError
 
 
 def test_summary_previews_and_files(tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pico_nb.errors import ValidationError
-from pico_nb.params import builtin_spec, load_spec
+from pico_nb.contract.errors import ValidationError
+from pico_nb.contract.spec import builtin_spec
+from pico_nb.params import load_spec
 
 SPEC = builtin_spec()
 
@@ -239,6 +240,6 @@ def test_a_broken_spec_file_is_a_clear_error(tmp_path: Path, content: str, messa
 
 
 def test_spec_travels_as_data() -> None:
-    from pico_nb.params import spec_from_dict
+    from pico_nb.contract.spec import spec_from_dict
 
     assert spec_from_dict(json.loads(json.dumps(SPEC.to_dict()))) == SPEC

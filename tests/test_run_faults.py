@@ -18,9 +18,9 @@ import pytest
 from private_servers import PrivatePostgres, SmallDisk
 from test_runs import experiment, log_text, pipeline_pid, wait_for_line
 
-from pico_nb.errors import Conflict
+from pico_nb.contract.errors import Conflict
 from pico_nb.execution import bookkeeping, local
-from pico_nb.execution.celery import WorkerRuntime
+from pico_nb.execution.worker import WorkerRuntime
 from pico_nb.lab import Lab
 from pico_nb.logstream import STREAM_TTL, stream_key
 from pico_nb.models import LogBytes, Run, utcnow
@@ -195,7 +195,7 @@ CLAIM_THEN_DIE = """
 import os, signal, sys
 from pico_nb.db import open_database
 from pico_nb.execution import bookkeeping, local
-from pico_nb.execution.celery import WorkerRuntime
+from pico_nb.execution.worker import WorkerRuntime
 from pico_nb.logstream import STREAM_TTL, stream_key
 from pico_nb.settings import Settings
 settings = Settings.model_validate_json(sys.argv[1])
@@ -345,7 +345,7 @@ def test_a_full_disk_fails_the_run_promptly_and_says_why(
     assert done.status == "failed"
     assert done.reason == f"no space left on device while writing the log ({run.log_path})"
     assert done.pid is not None and gone(done.pid)
-    assert lab.queue()["running"] == 0  # nothing hangs on to a slot
+    assert lab.queue().running == 0  # nothing hangs on to a slot
     again = experiment(lab, frames, tmp_path, "b")
     with pytest.raises(Conflict, match="no space left on device for the run's log "):
         lab.run_experiment(again)
@@ -370,13 +370,13 @@ def test_a_restarted_worker_keeps_the_log_tail_only_its_spool_had(
     spool = settings.home / "spool" / f"run_{run.id}_1.log"
     spool.parent.mkdir(parents=True)
     spool.write_bytes(whole)
-    client.xadd(stream_key(run.id), {"d": whole[len(shipped) :]}, id=f"{len(shipped)}-1")
+    client.xadd(stream_key(lab.db, run.id), {"d": whole[len(shipped) :]}, id=f"{len(shipped)}-1")
     runtime = WorkerRuntime(lab.db, settings, "w-restart", 1, [])
     runtime.start()
     runtime.close()
     lost = lab.get_run(run.id)
     assert (lost.status, lost.reason) == ("failed", "lost: worker w-restart restarted while it ran")
-    client.delete(stream_key(run.id))  # Redis restarted: only the database is left
+    client.delete(stream_key(lab.db, run.id))  # Redis restarted: only the database is left
     assert lab.read_log(run.id, 0).text == whole.decode()
     assert not spool.exists()
 
@@ -393,6 +393,6 @@ def test_a_lost_worker_runs_stream_expires(
         row = session.get(Run, run.id)
         row.status, row.worker, row.host = "running", "w-gone", "another-host"
         row.started_at = row.heartbeat_at = utcnow() - timedelta(minutes=5)
-    client.xadd(stream_key(run.id), {"d": b"line\n"}, id="0-1")
+    client.xadd(stream_key(lab.db, run.id), {"d": b"line\n"}, id="0-1")
     assert lab.reconcile() == [run.id]
-    assert 0 < client.ttl(stream_key(run.id)) <= STREAM_TTL
+    assert 0 < client.ttl(stream_key(lab.db, run.id)) <= STREAM_TTL

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pico_nb import db
-from pico_nb.errors import NotFound, PermissionDenied, ValidationError
+from pico_nb.contract.errors import NotFound, PermissionDenied, ValidationError
 from pico_nb.lab import Lab
 from pico_nb.models import Run
 
@@ -29,6 +29,7 @@ def alice(lab_for: Callable[..., Lab]) -> Lab:
     return lab_for("alice")
 
 
+@pytest.mark.slow
 def test_two_runs_keep_their_own_results(alice: Lab, frames: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     exp = alice.create_experiment("e", str(frames), str(out), params={"cells": 12})
@@ -93,6 +94,7 @@ def test_cells_traces_and_curation(
     assert alice.results(run_id).files == files  # the pipeline's outputs are left alone
 
 
+@pytest.mark.slow
 def test_compare_runs_matches_cells(alice: Lab, frames: Path, tmp_path: Path) -> None:
     exp = alice.create_experiment("e", str(frames), str(tmp_path / "out"), params={"cells": 12})
     a = finished(alice, exp.id)

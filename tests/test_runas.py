@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pico_nb.errors import ValidationError
+from pico_nb.contract.errors import ValidationError
 from pico_nb.execution.runas import pipeline_command
 from pico_nb.os_accounts import check_member_name
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pico_nb.errors import Conflict
+from pico_nb.contract.errors import Conflict
 from pico_nb.execution.runas import ALLOWED_ENV
 from pico_nb.lab import Lab
-from pico_nb.schemas import RunRecord
+from pico_nb.schemas import QueueRecord, RunRecord
 
 LabFor = Callable[..., Lab]
 
@@ -67,6 +67,7 @@ def test_completed_run_keeps_log_and_record(lab_for: LabFor, frames: Path, tmp_p
     assert (Path(done.output_path) / "done.txt").read_text() == "ok"
 
 
+@pytest.mark.slow
 def test_rerun_keeps_history(lab_for: LabFor, frames: Path, tmp_path: Path) -> None:
     lab = lab_for()
     exp_id = experiment(lab, frames, tmp_path, exit_code=3)
@@ -113,6 +114,7 @@ def test_edit_and_second_run_refused_while_active(
         lab.stop_run(run.id)
 
 
+@pytest.mark.slow
 def test_run_survives_its_caller_being_killed(
     settings_for: Callable[..., object], backend: str, frames: Path, tmp_path: Path
 ) -> None:
@@ -201,32 +203,38 @@ def _supervisor_pid(lab: Lab, run_id: int) -> int:
 
 
 @pytest.mark.slow
-def test_queue_one_slot_fifo_with_user_cap(lab_for: LabFor, frames: Path, tmp_path: Path) -> None:
-    alice = lab_for("alice", max_concurrent_runs=1, max_runs_per_user=1)
-    bob = lab_for("bob", max_concurrent_runs=1, max_runs_per_user=1)
-    gates = {n: tmp_path / f"gate-{n}" for n in ("a1", "a2", "b1")}
-    a1 = experiment(alice, frames, tmp_path, "a1", wait_file=str(gates["a1"]))
-    a2 = experiment(alice, frames, tmp_path, "a2", wait_file=str(gates["a2"]))
+def test_queue_one_slot_takes_turns_between_users(
+    lab_for: LabFor, frames: Path, tmp_path: Path
+) -> None:
+    alice = lab_for("alice", max_concurrent_runs=1)
+    bob = lab_for("bob", max_concurrent_runs=1)
+    gates = {n: tmp_path / f"gate-{n}" for n in ("a1", "a2", "a3", "b1")}
+    a1, a2, a3 = (
+        experiment(alice, frames, tmp_path, n, wait_file=str(gates[n])) for n in ("a1", "a2", "a3")
+    )
     b1 = experiment(bob, frames, tmp_path, "b1", wait_file=str(gates["b1"]))
-    r_a1 = alice.run_experiment(a1)
-    r_a2 = alice.run_experiment(a2)
+    r_a1, r_a2, r_a3 = (alice.run_experiment(e) for e in (a1, a2, a3))
     r_b1 = bob.run_experiment(b1)
-    assert [r.status for r in (r_a1, r_a2, r_b1)] == ["running", "queued", "queued"]
-    assert alice.queue() == {"slots": 1, "running": 1, "queued": 2, "gpus": []}
+    assert [r.status for r in (r_a1, r_a2, r_a3, r_b1)] == ["running", "queued", "queued", "queued"]
+    assert alice.queue() == QueueRecord(slots=1, running=1, queued=3, gpus=[])
+    # bob queued last, but alice already has a run: his turn comes before her second
+    places = [alice.get_run(r_a2.id), alice.get_run(r_a3.id), bob.get_run(r_b1.id)]
+    assert [r.queue_position for r in places] == [2, 3, 1]
     wait_for_line(alice, r_a1, "waiting")
     gates["a1"].touch()
     assert alice.wait(r_a1.id, timeout=60).status == "completed"
-    # a2 was queued first, and alice holds no run now: it goes next, by itself.
-    wait_for_line(alice, r_a2, "waiting")
-    assert bob.get_run(r_b1.id).status == "queued"
-    gates["a2"].touch()
-    gates["b1"].touch()
-    assert bob.wait(r_b1.id, timeout=60).status == "completed"
-    finished = [alice.get_run(r_a1.id), alice.get_run(r_a2.id), bob.get_run(r_b1.id)]
+    wait_for_line(bob, r_b1, "waiting")  # bob's run started second, by itself
+    assert alice.get_run(r_a2.id).status == "queued"
+    for gate in gates.values():
+        gate.touch()
+    for lab, run in ((alice, r_a2), (alice, r_a3), (bob, r_b1)):
+        assert lab.wait(run.id, timeout=60).status == "completed"
+    finished = [alice.get_run(r.id) for r in (r_a1, r_a2, r_a3)] + [bob.get_run(r_b1.id)]
     order = sorted(finished, key=lambda r: r.started_at)
-    assert [r.id for r in order] == [r_a1.id, r_a2.id, r_b1.id]
+    assert [r.id for r in order] == [r_a1.id, r_b1.id, r_a2.id, r_a3.id]
 
 
+@pytest.mark.slow
 def test_per_user_cap_lets_others_pass(lab_for: LabFor, frames: Path, tmp_path: Path) -> None:
     alice = lab_for("alice", max_concurrent_runs=2, max_runs_per_user=1)
     bob = lab_for("bob", max_concurrent_runs=2, max_runs_per_user=1)
@@ -258,6 +266,7 @@ def test_stopping_a_queued_run_removes_it(lab_for: LabFor, frames: Path, tmp_pat
     assert lab.get_run(second.id).started_at is None
 
 
+@pytest.mark.slow
 def test_gpus_are_assigned_per_run(lab_for: LabFor, frames: Path, tmp_path: Path) -> None:
     lab = lab_for(max_concurrent_runs=3, gpus=["0", "1"])
     gate = tmp_path / "gate"
@@ -370,6 +379,7 @@ def test_huge_line_and_invalid_utf8(lab_for: LabFor, frames: Path, tmp_path: Pat
     assert text.count("x") >= 10 << 20
 
 
+@pytest.mark.slow
 def test_a_missing_pipeline_fails_cleanly(lab_for: LabFor, frames: Path, tmp_path: Path) -> None:
     spec = tmp_path / "broken.toml"
     spec.write_text('name = "broken"\ncommand = ["/nonexistent/pico"]\n')

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from pico_nb import db
+from pico_nb import db, logstream
 from pico_nb.lab import Lab
 from pico_nb.models import Run
 from pico_nb.settings import Settings, load_settings
@@ -79,7 +79,7 @@ def test_settings_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert settings.max_concurrent_runs == 3 and settings.gpus == ["1", "2"]
     assert settings.effective_database_url == f"sqlite:///{home / 'pico-nb.sqlite'}"
     monkeypatch.setenv("PICO_NB_MAX_CONCURRENT_RUNS", "zero")
-    from pico_nb.errors import ValidationError
+    from pico_nb.contract.errors import ValidationError
 
     with pytest.raises(ValidationError) as info:
         load_settings(home)
@@ -139,3 +139,13 @@ def test_eight_concurrent_writers_lose_nothing(
         worker, index = exp.name[1:].split("-")
         assert exp.description == f"updated by {worker}"
         assert exp.params["fr"] == int(index) + 1
+
+
+def test_each_lab_names_its_live_logs_apart(tmp_path: Path) -> None:
+    """Two labs (or two test databases) sharing one Redis never read each other's run 1."""
+    first = db.open_database(f"sqlite:///{tmp_path / 'a.sqlite'}")
+    second = db.open_database(f"sqlite:///{tmp_path / 'b.sqlite'}")
+    again = db.open_database(f"sqlite:///{tmp_path / 'a.sqlite'}")
+    assert logstream.stream_key(first, 1) != logstream.stream_key(second, 1)
+    assert logstream.stream_key(again, 1) == logstream.stream_key(first, 1)  # it lasts
+    assert logstream.stream_key(first, 1) != logstream.stream_key(first, 2)

@@ -23,11 +23,11 @@ import psutil
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from pico_nb.contract.errors import NotFound
+from pico_nb.contract.spec import PipelineSpec
 from pico_nb.db import QUEUE_LOCK, Database, advisory_xact_lock
-from pico_nb.errors import NotFound
 from pico_nb.execution.runas import owner_account
 from pico_nb.models import Run, utcnow
-from pico_nb.params import PipelineSpec
 from pico_nb.settings import Settings
 
 HOST = socket.gethostname()
@@ -204,15 +204,15 @@ def reconcile(db: Database, settings: Settings) -> list[int]:
                 run.host, run.gpus = None, None
                 continue
             last = run.heartbeat_at.strftime("%H:%M:%S UTC")
-            if run.host == HOST:
-                kill_orphans(run)
+            if run.host == HOST and run.report_token_hash is None:  # a member's job's pids
+                kill_orphans(run)  # are its word only: never signal what it named
             who = f"worker {run.worker}" if run.worker else "supervisor"
             finish(run, "failed", f"lost: {who} stopped reporting at {last}")
     return lost
 
 
-def count_active(session: Session) -> dict[str, int]:
-    """Runs running and queued, for displays."""
+def count_active(session: Session) -> tuple[int, int]:
+    """Runs (running, queued), for displays."""
     counts = dict(
         session.execute(
             select(Run.status, func.count(Run.id))
@@ -220,4 +220,4 @@ def count_active(session: Session) -> dict[str, int]:
             .group_by(Run.status)
         ).all()
     )
-    return {"running": counts.get("running", 0), "queued": counts.get("queued", 0)}
+    return counts.get("running", 0), counts.get("queued", 0)

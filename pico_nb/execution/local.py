@@ -1,4 +1,4 @@
-"""Local execution: slots, the queue (FIFO), detached supervisors and stop, with no daemon.
+"""Local execution: slots, the fair queue, detached supervisors and stop, with no daemon.
 
 Whoever frees a slot or reconciles claims the next queued run in one transaction; the
 supervisor of a run on this machine (`LocalSupervisor`) hands its slot on when it ends.
@@ -13,12 +13,13 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import IO, Any
+from typing import IO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pico_nb.db import Database
+from pico_nb.execution import measure, queue_policy
 from pico_nb.execution.bookkeeping import (
     HOST,
     alive,
@@ -29,49 +30,36 @@ from pico_nb.execution.bookkeeping import (
     reconcile,
     run_row,
 )
-from pico_nb.execution.supervisor import (
-    PLAN_ENV,
-    SETTINGS_ENV,
-    Started,
-    Supervisor,
-    process_start,
-    settings_from_env,
-)
+from pico_nb.execution.pipeline_process import Started, process_start
+from pico_nb.execution.queue_keeping import QueueKeeping
+from pico_nb.execution.reports import DbLedger
+from pico_nb.execution.supervisor import PLAN_ENV, SETTINGS_ENV, Supervisor, settings_from_env
 from pico_nb.file_modes import private_file, private_folder
 from pico_nb.models import Run, utcnow
+from pico_nb.schemas import MachineRecord, QueueRecord
 from pico_nb.settings import Settings
 
 
 def _claim(session: Session, settings: Settings) -> list[int]:
-    """Move queued runs into free slots, FIFO, honouring the per-user cap and the GPU pool."""
+    """Move queued runs into free slots by the queue policy, within the GPU pool."""
     lock_queue(session)
     running = list(session.scalars(select(Run).where(Run.status == "running")))
     free = settings.max_concurrent_runs - len(running)
     if free <= 0:
         return []
-    per_user: dict[int, int] = {}
-    used_gpus: set[str] = set()
-    for run in running:
-        per_user[run.user_id] = per_user.get(run.user_id, 0) + 1
-        used_gpus.update(g for g in (run.gpus or "").split(",") if g)
+    used_gpus = {g for run in running for g in (run.gpus or "").split(",") if g}
     spare_gpus = [g for g in settings.gpus if g not in used_gpus]
+    line = queue_policy.read_line(session)
     claimed: list[int] = []
-    queued = session.scalars(
-        select(Run).where(Run.status == "queued").order_by(Run.queued_at, Run.id)
-    )
-    for run in queued:
-        if len(claimed) >= free:
+    while len(claimed) < free and (not settings.gpus or spare_gpus):
+        run_id = line.take(settings.max_runs_per_user)
+        if run_id is None:
             break
-        cap = settings.max_runs_per_user
-        if cap is not None and per_user.get(run.user_id, 0) >= cap:
-            continue
+        run = run_row(session, run_id)
         if settings.gpus:
-            if not spare_gpus:
-                break
             run.gpus = spare_gpus.pop(0)
         now = utcnow()
         run.status, run.started_at, run.heartbeat_at, run.host = "running", now, now, HOST
-        per_user[run.user_id] = per_user.get(run.user_id, 0) + 1
         claimed.append(run.id)
     return claimed
 
@@ -150,7 +138,7 @@ def signal_stop(db: Database, run_id: int) -> None:
             os.kill(pid, signal.SIGTERM)
 
 
-class LocalExecutor:
+class LocalExecutor(QueueKeeping):
     """Runs on this machine in detached supervisors; whoever frees a slot fills it."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
@@ -170,17 +158,45 @@ class LocalExecutor:
         dispatch(self.db, self.settings)
         return lost
 
-    def queue_state(self) -> dict[str, Any]:
+    def queue_state(self) -> QueueRecord:
         """Slots in use, runs waiting and the GPU pool."""
         with self.db.read() as session:
-            state: dict[str, Any] = count_active(session)
-        state["slots"] = self.settings.max_concurrent_runs
-        state["gpus"] = list(self.settings.gpus)
-        return state
+            running, queued = count_active(session)
+        return QueueRecord(
+            slots=self.settings.max_concurrent_runs,
+            running=running,
+            queued=queued,
+            gpus=list(self.settings.gpus),
+        )
+
+    def machines(self) -> list[MachineRecord]:
+        """This host, measured now, with the runs running on it."""
+        with self.db.read() as session:
+            runs = list(
+                session.scalars(
+                    select(Run.id).where(Run.status == "running", Run.host == HOST).order_by(Run.id)
+                )
+            )
+        return [
+            measure.machine_record(
+                measure.this_machine(),
+                name=HOST,
+                kind="host",
+                state="online",
+                slots=self.settings.max_concurrent_runs,
+                running=len(runs),
+                runs=runs,
+                last_seen=utcnow(),
+            )
+        ]
 
 
 class LocalSupervisor(Supervisor):
     """A run's supervisor on this machine: it keeps the machine's slots moving."""
+
+    def __init__(self, db: Database, settings: Settings, run_id: int, wake: threading.Event):
+        super().__init__(settings, run_id, wake, DbLedger(db, run_id))
+        self.db = db
 
     def check_peers(self) -> None:
         """Find runs whose supervisor died and hand their slots on, so no viewer is needed."""

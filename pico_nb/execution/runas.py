@@ -44,6 +44,7 @@ ALLOWED_ENV = frozenset(
         "MKL_NUM_THREADS",
         "OPENBLAS_NUM_THREADS",
         "NUMEXPR_NUM_THREADS",
+        "SLURM_CONF",  # which cluster a member's sbatch and scancel talk to
     }
 )
 """Everything a pipeline may inherit; HOME, USER and LOGNAME come from the account it runs as."""
@@ -82,13 +83,22 @@ def pipeline_command(
     if not account:
         Path(plan["output_path"]).mkdir(parents=True, exist_ok=True)
         return list(plan["argv"]), pipeline_env(env, pwd.getpwuid(os.getuid())), plan["output_path"]
+    argv, env = as_member(account, plan["output_path"], plan["argv"], env)
+    return argv, env, "/"
+
+
+def as_member(
+    account: str, cwd: str, argv: list[str], environ: Mapping[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """(argv, env) that run a command as a member through the one privileged path: sudo and
+    the helper, in ``cwd`` (made by the member if missing), with only allow-listed variables.
+    The pipeline goes this way, and so do a member's Slurm jobs (sbatch, scancel)."""
     if not account_exists(account):  # e.g. a worker machine the lab's accounts do not reach
         raise OSError(f"the account {account} does not exist on this machine")
     sudo = shutil.which("sudo") or "/usr/bin/sudo"
-    passed = [f"--env={k}={v}" for k, v in sorted(env.items()) if allowed(k)]
-    argv = [sudo, "-n", "-u", account, "--", str(helper_path())]
-    argv += [f"--cwd={plan['output_path']}", *passed, "--", *plan["argv"]]
-    return argv, {"PATH": env.get("PATH", os.defpath)}, "/"
+    passed = [f"--env={k}={v}" for k, v in sorted(environ.items()) if allowed(k)]
+    command = [sudo, "-n", "-u", account, "--", str(helper_path()), f"--cwd={cwd}", *passed]
+    return [*command, "--", *argv], {"PATH": environ.get("PATH", os.defpath)}
 
 
 def _die_with_parent(signum: int) -> None:

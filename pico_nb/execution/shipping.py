@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pico_nb.execution.supervisor import Supervisor
 
 if TYPE_CHECKING:
-    from pico_nb.db import Database
-    from pico_nb.logstream import LogShipper
+    from pico_nb.execution.reports import Ledger
     from pico_nb.settings import Settings
+
+
+class Shipper(Protocol):
+    """Copies a run's log bytes, as they are written, to where the lab keeps logs."""
+
+    def append(self, data: bytes) -> None:
+        """Take bytes just written; never blocks the output thread."""
+        ...
+
+    def close(self) -> None:
+        """Ship and keep everything still pending: the log is complete centrally."""
+        ...
 
 
 class ShippingSupervisor(Supervisor):
@@ -19,14 +30,14 @@ class ShippingSupervisor(Supervisor):
 
     def __init__(
         self,
-        db: Database,
         settings: Settings,
         run_id: int,
         wake: threading.Event,
-        shipper: LogShipper,
+        ledger: Ledger,
+        shipper: Shipper,
         spool: Path,
     ) -> None:
-        super().__init__(db, settings, run_id, wake)
+        super().__init__(settings, run_id, wake, ledger)
         self.shipper, self.spool = shipper, spool
 
     def settle_log(self) -> None:

@@ -18,80 +18,40 @@ Slurm being unreachable never fails a run: submission waits, queued, and is retr
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from pico_nb.execution import bookkeeping, slurm_commands
+from pico_nb.execution import bookkeeping, job_desk, slurm_commands
+from pico_nb.execution.queue_keeping import QueueKeeping
+from pico_nb.execution.runas import owner_account
 from pico_nb.execution.slurm_commands import JobView, SlurmRefused, SlurmUnreachable
-from pico_nb.file_modes import private_folder
+from pico_nb.execution.slurm_script import batch_script, job_output, sbatch_options
 from pico_nb.models import ACTIVE_STATUSES, Run, utcnow
+from pico_nb.schemas import JobRecord, MachineRecord, QueueRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from sqlalchemy.orm import Session
+
     from pico_nb.db import Database
     from pico_nb.settings import Settings
 
 log = logging.getLogger(__name__)
 
-JOB_PREFIX = "pico-nb-run-"
 UNREACHABLE = "waiting for Slurm, which does not answer; submitted when it is back"
 RESUBMIT_AFTER = timedelta(seconds=60)
 """A submission that left no job id this long ago died half-way: submit again."""
+STARTED = utcnow()
+"""When this process began listening for reports."""
 MIN_RECONCILE_SECONDS = 1.0
 """Dashboards reconcile each tick: ask Slurm at most this often per process."""
 
 
-def batch_script(settings: Settings, run_id: int) -> str:
-    """The job's script: this run's supervisor, in the Python the compute nodes run."""
-    python = settings.slurm_python or sys.executable
-    return (
-        f"#!{python}\n"
-        f"# pico-nb run {run_id}: its supervisor on the compute node\n"
-        "import sys\n"
-        "from pico_nb.execution.slurm_entry import WAKE\n"
-        "from pico_nb.execution.slurm_job import main\n"
-        f"sys.exit(main({run_id}, {settings.model_dump_json()!r}, WAKE))\n"
-    )
-
-
-def job_output(settings: Settings, run_id: int) -> Path:
-    """Where Slurm writes the job's own output (the supervisor's, not the run's log)."""
-    return settings.home / "logs" / "supervisors" / f"slurm_run_{run_id}.out"
-
-
-def sbatch_options(settings: Settings, run: Run) -> list[str]:
-    """What the job asks Slurm for; one task on one node, never requeued behind our back."""
-    output = job_output(settings, run.id)
-    private_folder(output.parent)
-    options = [
-        f"--job-name={JOB_PREFIX}{run.id}",
-        f"--output={output}",
-        "--chdir=/tmp",
-        "--export=NONE",  # nothing of ours (tokens, URLs) reaches the job's environment
-        "--no-requeue",
-        "--nodes=1",
-        "--ntasks=1",
-        f"--cpus-per-task={settings.slurm_cpus_per_run}",
-    ]
-    for flag, value in (
-        ("--partition", settings.slurm_partition),
-        ("--account", settings.slurm_account),
-        ("--qos", settings.slurm_qos),
-        ("--time", settings.slurm_time_limit),
-        ("--mem", settings.slurm_memory),
-    ):
-        if value:
-            options.append(f"{flag}={value}")
-    if run.needs_gpu:
-        options.append("--gres=gpu:1")
-    return options + list(settings.slurm_options)
-
-
-class SlurmExecutor:
+class SlurmExecutor(QueueKeeping):
     """Submit, stop and reconcile runs that Slurm executes on the lab's cluster."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
@@ -99,17 +59,26 @@ class SlurmExecutor:
         self._asked_at = 0.0
 
     def submit(self, run_id: int) -> None:
-        """sbatch the run's job; a refusal fails the run with Slurm's words, silence waits."""
+        """sbatch the run's job (as its owner on a lab server, with a new token for its
+        reports); a refusal fails the run with Slurm's words, silence waits."""
+        token = None
         with self.db.write() as session:
             run = bookkeeping.run_row(session, run_id)
             if run.status != "queued" or run.job_id is not None:
                 return
             run.dispatched_at = utcnow()  # submitting: a reconcile meanwhile leaves it alone
+            account, folder = self._owner(run), run.output_path
+            if account:
+                token, run.report_token_hash = job_desk.new_token()
             options = sbatch_options(self.settings, run)
         try:
-            job_id = slurm_commands.sbatch(
-                self.settings, options, batch_script(self.settings, run_id)
-            )
+            script = batch_script(self.settings, run_id, token)
+        except ValueError as exc:
+            unset = str(exc)
+            self._note(run_id, lambda run: bookkeeping.finish(run, "failed", unset))
+            return
+        try:
+            job_id = slurm_commands.sbatch(self.settings, options, script, account, folder)
         except SlurmUnreachable as exc:
             log.info("run %s stays queued: %s", run_id, exc)
             detail = str(exc)
@@ -122,12 +91,29 @@ class SlurmExecutor:
         with self.db.write() as session:
             kept = _keep_job(bookkeeping.run_row(session, run_id), job_id)
         if not kept:  # another submission won the race: this job must not linger in Slurm
-            self._cancel(job_id)
+            self._cancel(job_id, account=account)
 
-    def _cancel(self, job_id: str, *options: str) -> None:
+    def _owner(self, run: Run) -> str | None:
+        """The account a run's job is submitted and signalled as: the owner's on a lab
+        server, so Slurm's accounting and fair share see the member; else ours."""
+        return owner_account(self.settings, run.user.username)
+
+    def queue_position(self, session: Session, run: Run) -> int | None:
+        """Slurm keeps the queue: a queued run's reason gives Slurm's state, not a place."""
+        return None
+
+    def _our_jobs(self, session: Session, statuses: Collection[str]) -> dict[str, int]:
+        """Job id → run id of our runs in these states: the only jobs pico-nb asks Slurm about,
+        so no other user's job is ever named."""
+        rows = session.execute(
+            select(Run.job_id, Run.id).where(Run.status.in_(statuses), Run.job_id.is_not(None))
+        )
+        return {job_id: run_id for job_id, run_id in rows if job_id is not None}
+
+    def _cancel(self, job_id: str, *options: str, account: str | None = None) -> None:
         """scancel, best effort: a later reconcile tries again if Slurm did not answer."""
         try:
-            slurm_commands.scancel(self.settings, job_id, *options)
+            slurm_commands.scancel(self.settings, job_id, *options, account=account)
         except (SlurmUnreachable, SlurmRefused) as exc:
             log.warning("could not signal Slurm job %s: %s", job_id, exc)
 
@@ -140,13 +126,13 @@ class SlurmExecutor:
         """Wake the run's supervisor through Slurm; a queued run's job is simply cancelled."""
         with self.db.read() as session:
             run = bookkeeping.run_row(session, run_id)
-            job_id, status = run.job_id, run.status
+            job_id, status, account = run.job_id, run.status, self._owner(run)
         if job_id is None:
             return  # never submitted, or not a Slurm run: the record is all there is
         if status == "running":  # without Slurm, the supervisor's heartbeat sees it too
-            self._cancel(job_id, "--batch", "--signal=TERM")
+            self._cancel(job_id, "--batch", "--signal=TERM", account=account)
         else:
-            self._cancel(job_id)
+            self._cancel(job_id, account=account)
 
     def reconcile(self) -> list[int]:
         """Compare our active runs with Slurm's view; return the runs it ended."""
@@ -157,6 +143,7 @@ class SlurmExecutor:
             active = list(session.scalars(select(Run).where(Run.status.in_(ACTIVE_STATUSES))))
             waiting = [r.id for r in active if r.job_id is None and _submission_due(r)]
             ids = {r.id: r.job_id for r in active if r.job_id is not None}
+            owners = {r.id: self._owner(r) for r in active if r.job_id is not None}
         for run_id in waiting:
             self.submit(run_id)
         if not ids:
@@ -176,7 +163,7 @@ class SlurmExecutor:
             if done:
                 ended.append(run_id)
             if cancel:  # after the record is written: no subprocess inside a transaction
-                self._cancel(job_id)
+                self._cancel(job_id, account=owners[run_id])
         return ended
 
     def _views(self, job_ids: list[str]) -> dict[str, JobView]:
@@ -227,31 +214,75 @@ class SlurmExecutor:
             return
         why = slurm_commands.ending(view)
         if why is None:
-            out = job_output(self.settings, run.id)
+            out = str(job_output(self.settings, run)).replace("%j", view.job_id)
             why = (
                 f"lost: Slurm job {view.job_id} ended {view.state} (exit {view.exit_code}) "
                 f"without a final report; its output is in {out}"
             )
         bookkeeping.finish(run, "failed", why)
 
-    def queue_state(self) -> dict[str, Any]:
-        """Runs running and queued, and the partition's nodes as sinfo lists them."""
+    def queue_state(self) -> QueueRecord:
+        """Runs running and queued, and the slots the partition's nodes that are up offer."""
         with self.db.read() as session:
-            state: dict[str, Any] = bookkeeping.count_active(session)
+            running, queued = bookkeeping.count_active(session)
+            ours = self._our_jobs(session, ACTIVE_STATUSES)
+        partition = self.settings.slurm_partition or "(default)"
+        try:
+            up = [n for n in slurm_commands.nodes(self.settings) if n.up]
+            views = slurm_commands.jobs(self.settings, ours)
+        except (SlurmUnreachable, SlurmRefused) as exc:
+            return QueueRecord(
+                slots=0, running=running, queued=queued, partition=partition, error=str(exc)
+            )
+        jobs = [
+            JobRecord(
+                job_id=v.job_id, run_id=ours[v.job_id], state=v.state, reason=v.reason, node=v.node
+            )
+            for v in sorted(views.values(), key=lambda v: ours[v.job_id])
+        ]
+        return QueueRecord(
+            slots=sum(n.cpus or 0 for n in up) // max(self.settings.slurm_cpus_per_run, 1),
+            running=running,
+            queued=queued,
+            gpus=sorted({n.gres for n in up if n.gres}),
+            partition=partition,
+            jobs=jobs,
+        )
+
+    def machines(self) -> list[MachineRecord]:
+        """The partition's nodes from sinfo, each with the pico-nb runs squeue places on it;
+        only our own jobs are asked about, so no other user's job is ever named."""
+        with self.db.read() as session:
+            ours = self._our_jobs(session, ("running",))
         try:
             nodes = slurm_commands.nodes(self.settings)
+            views = slurm_commands.jobs(self.settings, ours)
         except (SlurmUnreachable, SlurmRefused) as exc:
-            state.update(slots=0, gpus=[], nodes=[], slurm_error=str(exc))
-            return state
-        up = [n for n in nodes if n["state"].rstrip("*~#") in ("idle", "mixed", "allocated")]
-        cpus = sum(int(n["cpus"] or 0) for n in up)
-        state.update(
-            slots=cpus // max(self.settings.slurm_cpus_per_run, 1),
-            gpus=sorted({n["gres"] for n in up if n["gres"]}),
-            nodes=nodes,
-            partition=self.settings.slurm_partition or "(default)",
-        )
-        return state
+            log.warning("Slurm did not describe its nodes: %s", exc)
+            return []
+        on: dict[str, list[int]] = {}
+        for job_id, view in sorted(views.items(), key=lambda item: ours[item[0]]):
+            on.setdefault(view.node, []).append(ours[job_id])
+        return [
+            MachineRecord(
+                name=n.name,
+                kind="node",
+                state=n.state,
+                cpus=n.cpus,
+                cpus_busy=n.cpus_busy,
+                memory_total_mb=n.memory_mb,
+                memory_used_mb=(
+                    n.memory_mb - n.free_memory_mb
+                    if n.memory_mb is not None and n.free_memory_mb is not None
+                    else None
+                ),
+                gres=n.gres,
+                running=len(on.get(n.name, [])),
+                runs=on.get(n.name, []),
+                last_seen=utcnow(),
+            )
+            for n in nodes
+        ]
 
 
 def _keep_job(run: Run, job_id: str) -> bool:
@@ -279,8 +310,12 @@ def _submission_due(run: Run) -> bool:
 
 
 def _stale(run: Run, settings: Settings, now: datetime) -> bool:
-    """The supervisor has not reported for longer than the lab allows."""
+    """The supervisor has not reported for longer than the lab allows. A job that reports
+    through the pico service could not while no service was up to hear it: its silence
+    counts from this process's start at the earliest, so a service restart loses no run."""
     beat = run.heartbeat_at
+    if beat is not None and run.report_token_hash is not None:
+        beat = max(beat, STARTED)
     return beat is not None and now - beat > timedelta(seconds=settings.lost_after_seconds)
 
 

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pico_nb.execution.runas import as_member
+
 if TYPE_CHECKING:
     from pico_nb.settings import Settings
 
@@ -69,8 +71,22 @@ def slurm_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def run(settings: Settings, argv: list[str], stdin: str | None = None) -> str:
-    """Run one Slurm command and return its output; raise SlurmUnreachable or SlurmRefused."""
+def run(
+    settings: Settings,
+    argv: list[str],
+    stdin: str | None = None,
+    account: str | None = None,
+    cwd: str = "/",
+) -> str:
+    """Run one Slurm command, as the member ``account`` if given (so the job is theirs, and
+    the cluster's accounting and fair share apply to them); its output, or SlurmUnreachable
+    or SlurmRefused."""
+    env = slurm_env(settings)
+    if account:
+        try:
+            argv, env = as_member(account, cwd, argv, env)
+        except OSError as exc:
+            raise SlurmRefused(str(exc)) from exc
     try:
         done = subprocess.run(
             argv,
@@ -78,7 +94,7 @@ def run(settings: Settings, argv: list[str], stdin: str | None = None) -> str:
             capture_output=True,
             text=True,
             timeout=TIMEOUT,
-            env=slurm_env(settings),
+            env=env,
             stdin=None if stdin is not None else subprocess.DEVNULL,
         )
     except FileNotFoundError as exc:
@@ -100,16 +116,18 @@ def _message(stderr: str) -> str:
     return "; ".join(line for line in lines if line)
 
 
-def sbatch(settings: Settings, options: list[str], script: str) -> str:
-    """Submit a batch script given on stdin; the new job's id."""
-    out = run(settings, ["sbatch", "--parsable", *options], stdin=script)
+def sbatch(
+    settings: Settings, options: list[str], script: str, account: str | None = None, cwd: str = "/"
+) -> str:
+    """Submit a batch script given on stdin, as ``account`` if given; the new job's id."""
+    out = run(settings, ["sbatch", "--parsable", *options], script, account, cwd)
     return out.strip().split(";")[0]
 
 
-def scancel(settings: Settings, job_id: str, *options: str) -> None:
-    """Signal or cancel a job; one that has already ended is not an error."""
+def scancel(settings: Settings, job_id: str, *options: str, account: str | None = None) -> None:
+    """Signal or cancel a job (as its owner, if given); one already ended is not an error."""
     try:
-        run(settings, ["scancel", *options, job_id])
+        run(settings, ["scancel", *options, job_id], account=account)
     except SlurmRefused as exc:
         if not _UNKNOWN_JOB.search(str(exc)) and "already completing" not in str(exc):
             raise
@@ -158,29 +176,53 @@ def jobs(settings: Settings, job_ids: Iterable[str]) -> dict[str, JobView]:
     return views
 
 
-def nodes(settings: Settings) -> list[dict[str, str]]:
-    """The partition's nodes from sinfo: name, state, CPUs and memory, GPUs (gres)."""
-    argv = ["sinfo", "-h", "-N", "-o", "%N|%T|%C|%m|%G"]
+@dataclass(frozen=True)
+class NodeView:
+    """What sinfo says of one node of the partition."""
+
+    name: str
+    state: str  # idle, mixed, allocated, down, drained, … (a suffix *, ~, # marks a condition)
+    cpus: int | None
+    cpus_busy: int | None  # allocated to jobs, anyone's
+    memory_mb: int | None
+    free_memory_mb: int | None
+    gres: str  # generic resources, e.g. gpu:2; "" for none
+
+    @property
+    def up(self) -> bool:
+        """The node takes jobs."""
+        return self.state.rstrip("*~#") in ("idle", "mixed", "allocated")
+
+
+def nodes(settings: Settings) -> list[NodeView]:
+    """The partition's nodes from sinfo: name, state, CPUs, memory, GPUs (gres)."""
+    argv = ["sinfo", "-h", "-N", "-o", "%N|%T|%C|%m|%e|%G"]
     if settings.slurm_partition:
         argv += ["-p", settings.slurm_partition]
     out = run(settings, argv)
     found = []
     for line in out.splitlines():
         parts = line.split("|")
-        if len(parts) == 5:
-            name, state, cpus, memory, gres = parts
+        if len(parts) == 6:
+            name, state, cpus, memory, free, gres = parts
             allocated, _idle, _other, total = [*cpus.split("/"), "", "", ""][:4]
             found.append(
-                {
-                    "name": name,
-                    "state": state,
-                    "cpus_busy": allocated,
-                    "cpus": total,
-                    "memory_mb": memory,
-                    "gres": "" if gres == "(null)" else gres,
-                }
+                NodeView(
+                    name=name,
+                    state=state,
+                    cpus=_count(total),
+                    cpus_busy=_count(allocated),
+                    memory_mb=_count(memory),
+                    free_memory_mb=_count(free),
+                    gres="" if gres == "(null)" else gres,
+                )
             )
     return found
+
+
+def _count(text: str) -> int | None:
+    """A number sinfo printed, or None for its "N/A" and blanks."""
+    return int(text) if text.strip().isdigit() else None
 
 
 def ending(view: JobView) -> str | None:

@@ -13,20 +13,28 @@ why (time limit, memory, node failure, preemption, scancel) and the record says 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pico_nb import logstream
 from pico_nb.db import Database, open_database
 from pico_nb.execution import bookkeeping, slurm_commands
+from pico_nb.execution.job_link import JobLink, ServiceLedger, ServiceShipper
+from pico_nb.execution.pipeline_process import launch, process_start
+from pico_nb.execution.reports import DbLedger
 from pico_nb.execution.shipping import ShippingSupervisor
-from pico_nb.execution.supervisor import launch, process_start
 from pico_nb.logs import LogWriter
 from pico_nb.models import Run, utcnow
 from pico_nb.settings import Settings
+
+T = TypeVar("T")
 
 
 class SlurmSupervisor(ShippingSupervisor):
@@ -84,28 +92,57 @@ def oom_kills() -> int:
     return 0
 
 
+def this_node() -> dict[str, Any]:
+    """Who claims: this node, this supervisor process and the GPUs Slurm gave the job."""
+    return {
+        "host": bookkeeping.HOST,
+        "supervisor_pid": os.getpid(),
+        "supervisor_start": process_start(os.getpid()),
+        "gpus": os.environ.get("CUDA_VISIBLE_DEVICES") or "",
+        "machine": bookkeeping.machine(),
+    }
+
+
+def claimable(run: Run, job_id: str) -> bool:
+    """Only a queued run, and only by the job its record names (or the first, before the
+    submitter has written the id), so a job submitted twice runs the pipeline once."""
+    if run.status != "queued" or run.job_id not in (None, job_id):
+        print(f"run {run.id} is {run.status} (job {run.job_id}): nothing to do", flush=True)
+        return False
+    return True
+
+
 def claim(db: Database, run_id: int, job_id: str) -> bool:
     """Queued to running, by this job only; the GPUs are those Slurm gave the job."""
     with db.write() as session:
         bookkeeping.lock_queue(session)
         run = bookkeeping.run_row(session, run_id)
-        if run.status != "queued" or run.job_id not in (None, job_id):
-            print(f"run {run_id} is {run.status} (job {run.job_id}): nothing to do", flush=True)
+        if not claimable(run, job_id):
             return False
-        _start(run, job_id)
+        start_job(run, job_id, this_node())
     return True
 
 
-def _start(run: Run, job_id: str) -> None:
-    """Record that this job on this node now owns the run."""
+def start_job(run: Run, job_id: str, node: dict[str, Any]) -> None:
+    """Record that this job on its node now owns the run."""
     now = utcnow()
     run.status, run.started_at, run.heartbeat_at, run.job_id = "running", now, now, job_id
-    run.host, run.worker = bookkeeping.HOST, f"slurm job {job_id}"
-    run.supervisor_pid, run.supervisor_start = os.getpid(), process_start(os.getpid())
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    run.gpus = visible if run.needs_gpu and visible else None
+    run.host, run.worker = str(node["host"])[:255], f"slurm job {job_id}"
+    run.supervisor_pid, run.supervisor_start = node["supervisor_pid"], node["supervisor_start"]
+    visible = str(node.get("gpus") or "")
+    run.gpus = visible[:100] if run.needs_gpu and visible else None
     run.reason = None
-    run.provenance = {**run.provenance, **bookkeeping.machine(), "slurm_job": job_id}
+    run.provenance = {**run.provenance, **_machine(node.get("machine")), "slurm_job": job_id}
+
+
+def _machine(given: Any) -> dict[str, Any]:
+    """The node's description, as text only: a job's report is not trusted with more."""
+    given = given if isinstance(given, dict) else {}
+    out: dict[str, Any] = {k: str(given[k])[:200] for k in ("host", "platform") if k in given}
+    packages = given.get("packages")
+    if isinstance(packages, dict):
+        out["packages"] = {str(k)[:100]: str(v)[:100] for k, v in list(packages.items())[:50]}
+    return out
 
 
 def main(run_id: int, settings_json: str, wake: threading.Event) -> int:
@@ -115,15 +152,56 @@ def main(run_id: int, settings_json: str, wake: threading.Event) -> int:
     db = open_database(settings.effective_database_url)
     if not claim(db, run_id, job_id):
         return 0
-    spool_dir = Path(tempfile.mkdtemp(prefix=f"pico-nb-run-{run_id}-"))  # 0700, ours alone
-    spool = spool_dir / "log"
+    spool = _spool(run_id)
     with db.read() as session:
         plan = bookkeeping.launch_plan(bookkeeping.run_row(session, run_id), settings, str(spool))
     redis = logstream.connect(settings.effective_log_stream_url)
     shipper = logstream.LogShipper(db, redis, run_id, settings.heartbeat_seconds)
-    supervisor = SlurmSupervisor(db, settings, run_id, wake, shipper, spool)
+    supervisor = SlurmSupervisor(settings, run_id, wake, DbLedger(db, run_id), shipper, spool)
+    return _see_through(supervisor, job_id, plan)
+
+
+def main_as_owner(
+    run_id: int, url: str, token: str, job_settings: str, wake: threading.Event
+) -> int:
+    """The same, for a job running as the run's owner: every record and every byte of the
+    log goes through the pico service at ``url``, proven by the run's token."""
+    settings = Settings.model_validate({"home": "/nonexistent", **json.loads(job_settings)})
+    job_id = os.environ.get("SLURM_JOB_ID", "")
+    link = JobLink(url, run_id, token)
+    spool = _spool(run_id)
+    node = {**this_node(), "spool": str(spool)}
+    plan = _patiently(lambda: link.claim(job_id, node), settings.db_outage_seconds)
+    if plan is None:
+        spool.parent.rmdir()
+        return 0
+    shipper = ServiceShipper(link, settings.db_outage_seconds)
+    supervisor = SlurmSupervisor(settings, run_id, wake, ServiceLedger(link), shipper, spool)
+    return _see_through(supervisor, job_id, plan)
+
+
+def _spool(run_id: int) -> Path:
+    """The node's own copy of the log, in a folder only this job's account can read."""
+    return Path(tempfile.mkdtemp(prefix=f"pico-nb-run-{run_id}-")) / "log"
+
+
+def _patiently(call: Callable[[], T], patience: float) -> T:
+    """Call until the service answers, for at most ``patience`` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return call()
+        except ConnectionError as exc:
+            if time.monotonic() > deadline:
+                raise
+            print(f"{exc}; retrying", flush=True)
+            time.sleep(2.0)
+
+
+def _see_through(supervisor: SlurmSupervisor, job_id: str, plan: dict[str, Any]) -> int:
+    """Start the pipeline and own it to its record; the job's exit status."""
     supervisor.job_id, supervisor.oom_kills_before = job_id, oom_kills()
-    supervisor.see_through(launch(plan, on_write=shipper.append))
+    supervisor.see_through(launch(plan, on_write=supervisor.shipper.append))
     with contextlib.suppress(OSError):
-        spool_dir.rmdir()
+        supervisor.spool.parent.rmdir()
     return 0

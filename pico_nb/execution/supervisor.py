@@ -18,34 +18,31 @@ What keeps the record true under faults:
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
-import selectors
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from pico_nb.execution.runas import pipeline_command
+from pico_nb.execution.pipeline_process import (
+    OutputCopier,
+    Started,
+    log_write_failure,
+    process_start,
+)
+from pico_nb.execution.reports import Ledger, Report
 from pico_nb.logs import LogWriter, failure_reason
 
 if TYPE_CHECKING:
-    from pico_nb.db import Database
-    from pico_nb.models import Run
     from pico_nb.settings import Settings
 
-READ_SIZE = 1 << 20
-PIPE_SIZE = 1 << 20  # a roomy pipe: a chatty pipeline rarely waits for the log writer
 PROGRESS_INTERVAL = 1.0
 DRAIN_SECONDS = 3.0
 """How long output may still arrive after the pipeline's main process exited."""
-QUIET_SECONDS = 0.5  # the output thread's longest wait before it looks at the clock again
 SETTINGS_ENV = "PICO_NB_SUPERVISOR_SETTINGS"  # the launcher's settings, as JSON
 PLAN_ENV = "PICO_NB_SUPERVISOR_PLAN"  # argv, log and output paths, GPUs, header lines
 
@@ -74,123 +71,12 @@ def describe_exit(
     return status, f"exit code {returncode}", returncode, None
 
 
-def log_write_failure(exc: OSError, path: Path) -> str:
-    """The reason a run failed because its log could not be written, naming the file."""
-    if exc.errno == errno.ENOSPC:
-        return f"no space left on device while writing the log ({path})"
-    return f"could not write the log ({path}): {exc.strerror or exc}"
-
-
-class OutputCopier(threading.Thread):
-    """Copies the pipeline's output to the log from the first byte, until told to halt.
-
-    A write that fails (a full disk) ends the copying and is kept in ``error`` for the
-    supervisor, which then stops the pipeline rather than let it block on a full pipe.
-    """
-
-    def __init__(self, proc: subprocess.Popen[bytes], writer: LogWriter) -> None:
-        super().__init__(daemon=True)
-        self.proc, self.writer = proc, writer
-        self.halt = threading.Event()
-        self.error: OSError | None = None
-
-    def run(self) -> None:
-        """Copy until the pipe closes, the supervisor says halt, or a write fails."""
-        pipe = _output_pipe(self.proc)
-        fd = pipe.fileno()
-        try:
-            with selectors.DefaultSelector() as selector:
-                selector.register(fd, selectors.EVENT_READ)
-                while not self.halt.is_set():
-                    if not selector.select(timeout=QUIET_SECONDS):
-                        self.writer.tick()  # a quiet pipe: let a held progress state land
-                        continue
-                    data = os.read(fd, READ_SIZE)
-                    if not data:
-                        break
-                    self.writer.feed(data)
-        except OSError as exc:
-            self.error = exc
-        finally:
-            pipe.close()
-
-
-Started = tuple[subprocess.Popen[bytes], LogWriter, OutputCopier]
-"""The pipeline, its log writer and the thread copying its output."""
-
-
-def _output_pipe(proc: subprocess.Popen[bytes]) -> IO[bytes]:
-    """The pipeline's merged stdout and stderr, which spawn_pipeline always pipes."""
-    if proc.stdout is None:
-        raise RuntimeError(f"pipeline process {proc.pid} was started without an output pipe")
-    return proc.stdout
-
-
-def spawn_pipeline(argv: list[str], cwd: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """The one place the pipeline process is created: own group, merged output, no shell."""
-    return subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        process_group=0,  # its own group, inside our session: see bookkeeping.reconcile
-        cwd=cwd,
-        env=env,
-    )
-
-
-def start_pipeline(
-    plan: dict[str, Any], on_write: Callable[[bytes], None] | None = None
-) -> tuple[subprocess.Popen[bytes], LogWriter]:
-    """Open the log and start the pipeline in its own process group, never through a shell."""
-    log = Path(plan["log_path"])
-    try:
-        writer = LogWriter(log, on_write=on_write)
-    except OSError as exc:
-        raise OSError(log_write_failure(exc, log)) from exc
-    try:
-        writer.header(plan["header"])
-        environ = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        argv, env, cwd = pipeline_command(plan, environ)  # allow-listed env; as its owner
-        proc = spawn_pipeline(argv, cwd, env)
-        with contextlib.suppress(OSError):  # Linux only; the default 64 KiB works too
-            fcntl.fcntl(_output_pipe(proc).fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            exc = OSError(log_write_failure(exc, log))
-        with contextlib.suppress(OSError):
-            writer.feed(f"# could not start: {exc}\n".encode())
-        writer.close()
-        raise exc from None
-    return proc, writer
-
-
-def launch(
-    plan: dict[str, Any], on_write: Callable[[bytes], None] | None = None
-) -> Started | OSError:
-    """Start the pipeline and copy its output from the first byte, or say why it could not."""
-    try:
-        proc, writer = start_pipeline(plan, on_write)
-    except OSError as exc:
-        return exc
-    pump = OutputCopier(proc, writer)
-    pump.start()
-    return proc, writer, pump
-
-
-def process_start(pid: int) -> float | None:
-    """When a process started: with its pid, what identifies it (pids are reused)."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
 def _is_outage(exc: Exception) -> bool:
-    """A database error that passes when the server is back, as opposed to a bug."""
+    """A database (or pico service) error that passes when it is back, as opposed to a bug."""
     from sqlalchemy import exc as sa
+
+    if isinstance(exc, ConnectionError):  # the service a job reports through (job_link)
+        return True
 
     if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
         return True
@@ -201,28 +87,25 @@ class Supervisor:
     """Runs one pipeline process to its end and keeps the database told."""
 
     def __init__(
-        self, db: Database, settings: Settings, run_id: int, wake: threading.Event
+        self, settings: Settings, run_id: int, wake: threading.Event, ledger: Ledger
     ) -> None:
-        self.db, self.settings, self.run_id, self.wake = db, settings, run_id, wake
+        self.settings, self.run_id, self.wake, self.ledger = settings, run_id, wake, ledger
         self.stopped_by: str | None = None
         self.term_at: float | None = None
         self.killed_after: float | None = None
         self.failure: str | None = None  # a reason that overrides the exit status
         self.outage_since: float | None = None
 
-    def _update(self, change: Callable[[Run], None], *, patient: bool) -> bool:
-        """Apply a change to the run's record; a patient write waits out a database outage.
+    def _update(self, report: Report, *, patient: bool) -> bool:
+        """Record a report and hear of any stop request; a patient write waits out an outage.
 
         An impatient one (a heartbeat) is skipped during an outage and tried again next time;
         once the outage has lasted ``db_outage_seconds`` the run is failed with that reason.
         """
-        from pico_nb.execution.bookkeeping import run_row
-
         delay = 0.2
         while True:
             try:
-                with self.db.write() as session:
-                    change(run_row(session, self.run_id))
+                stop_by = self.ledger.write(report)
             except Exception as exc:
                 if not _is_outage(exc):
                     raise
@@ -233,8 +116,9 @@ class Supervisor:
                 delay = min(delay * 2, 5.0)
                 continue
             if self.outage_since is not None:
-                print("database reachable again", file=sys.stderr, flush=True)
+                print(f"{self.ledger.keeper} reachable again", file=sys.stderr, flush=True)
                 self.outage_since = None
+            self.stopped_by = self.stopped_by or stop_by
             return True
 
     def _note_outage(self, exc: Exception) -> None:
@@ -242,37 +126,28 @@ class Supervisor:
         now = time.monotonic()
         if self.outage_since is None:
             self.outage_since = now
-            print(f"database unreachable, retrying: {exc}", file=sys.stderr, flush=True)
+            print(f"{self.ledger.keeper} unreachable, retrying: {exc}", file=sys.stderr, flush=True)
         lasted = now - self.outage_since
         if self.failure is None and lasted >= self.settings.db_outage_seconds:
-            self.failure = f"lost contact with the database for {lasted:.0f} s"
+            self.failure = f"lost contact with the {self.ledger.keeper} for {lasted:.0f} s"
 
     def _record_start(self, proc: subprocess.Popen[bytes]) -> None:
         """Tell the database which processes, by pid and start time, now own the run."""
         me, pipeline = os.getpid(), proc.pid
-        me_start, pipeline_start = process_start(me), process_start(pipeline)
-
-        def record(run: Run) -> None:
-            run.supervisor_pid, run.supervisor_start = me, me_start
-            run.pid, run.pgid, run.pipeline_start = pipeline, pipeline, pipeline_start
-            self.stopped_by = self.stopped_by or run.stop_requested_by
-
-        self._update(record, patient=True)
+        processes: dict[str, float] = {"supervisor_pid": me, "pid": pipeline, "pgid": pipeline}
+        starts = {"supervisor_start": process_start(me), "pipeline_start": process_start(pipeline)}
+        processes.update({k: v for k, v in starts.items() if v is not None})
+        self._update(Report(processes=processes), patient=True)
 
     def _report(self, writer: LogWriter) -> None:
         """Heartbeat with the latest progress, and pick up a stop request from any host."""
-        from pico_nb.models import utcnow
-
         progress = writer.progress
-
-        def beat(run: Run) -> None:
-            run.heartbeat_at = utcnow()
-            if progress.stage:
-                run.stage = progress.stage[:200]
-            run.progress = progress.fraction
-            run.eta_seconds = progress.eta_seconds
-            self.stopped_by = self.stopped_by or run.stop_requested_by
-
+        beat = Report(
+            heartbeat=True,
+            stage=progress.stage or "",
+            progress=progress.fraction,
+            eta_seconds=progress.eta_seconds,
+        )
         if self._update(beat, patient=False):
             self.check_peers()
 
@@ -359,9 +234,6 @@ class Supervisor:
 
     def conclude(self, returncode: int, writer: LogWriter, write_error: OSError | None) -> None:
         """Write the final line and the final record, then hand the slot on."""
-        from pico_nb.execution import bookkeeping
-        from pico_nb.models import utcnow
-
         stopped_by = self.stopped_by if self.term_at is not None else None  # it reached the run
         status, reason, exit_code, signame = describe_exit(
             returncode, stopped_by, self.killed_after
@@ -379,24 +251,20 @@ class Supervisor:
             writer.close()
         self.settle_log()  # the whole log is kept before anyone is told the run has ended
 
-        def record(run: Run) -> None:
-            if progress.stage:
-                run.stage = progress.stage[:200]
-            if status == "completed":
-                run.progress = 1.0
-            bookkeeping.finish(
-                run, status, reason, exit_code=exit_code, signal=signame, heartbeat_at=utcnow()
-            )
-
-        self._update(record, patient=True)
+        end = Report(
+            stage=progress.stage or "",
+            status=status,
+            reason=reason,
+            exit_code=exit_code,
+            signal=signame,
+        )
+        self._update(end, patient=True)
         self.hand_on()
 
     def fail_to_start(self, exc: OSError) -> None:
         """Record why the pipeline never ran, and free the slot for the next run."""
-        from pico_nb.execution import bookkeeping
-
         reason = f"could not start: {exc}"
-        self._update(lambda run: bookkeeping.finish(run, "failed", reason), patient=True)
+        self._update(Report(status="failed", reason=reason), patient=True)
         self.hand_on()
 
 

@@ -21,7 +21,8 @@ if __name__ == "__main__":
     import os
     import sys
 
-    from pico_nb.execution.supervisor import PLAN_ENV, launch
+    from pico_nb.execution.pipeline_process import launch
+    from pico_nb.execution.supervisor import PLAN_ENV
 
     started = launch(json.loads(os.environ[PLAN_ENV]))  # output flows while the stack loads
     from pico_nb.execution.local import supervise

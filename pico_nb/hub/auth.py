@@ -3,6 +3,8 @@
 Accounts are made with ``pico-nb users add``; there is no default account and no default
 password. The table's admin flag becomes the hub's admin flag at login and at every refresh.
 Any other JupyterHub authenticator can replace this one: the pico service trusts the hub.
+The throttle's traitlets are the ``hub.login`` settings, which :func:`pico_nb.hub.config.configure`
+passes in; a site's config may still set them after it.
 """
 
 from __future__ import annotations
@@ -16,30 +18,30 @@ from jupyterhub.auth import Authenticator
 from tornado import web
 from traitlets import Float, Integer, List, Unicode, default
 
+from pico_nb.hub_settings import LoginSettings
 from pico_nb.lab import Lab
 from pico_nb.logins import Policy
 from pico_nb.settings import load_settings
+
+_DEFAULTS = LoginSettings.model_validate({})
+
+
+def _help(name: str) -> str:
+    """A traitlet's help is its setting's description (`hub.login.<name>`), written once."""
+    return f"{LoginSettings.model_fields[name].description} Setting hub.login.{name}."
 
 
 class PicoAuthenticator(Authenticator):
     """Username and password from the hub's login form, checked against the users table."""
 
-    free_failures = Integer(
-        5, help="Failed logins for one account before it is locked for a doubling window."
-    ).tag(config=True)
+    free_failures = Integer(_DEFAULTS.free_failures, help=_help("free_failures")).tag(config=True)
     free_address_failures = Integer(
-        50, help="Failed logins from one address (any accounts) before that address is locked."
+        _DEFAULTS.free_address_failures, help=_help("free_address_failures")
     ).tag(config=True)
-    max_delay = Float(
-        60.0, help="Longest lock (seconds) after repeated failures; then one try is checked."
-    ).tag(config=True)
-    trusted_proxies = List(
-        Unicode(),
-        ["127.0.0.1", "::1"],
-        help="Peers whose X-Forwarded-For is believed (the hub's own proxy by default): the "
-        "logged and throttled address is the last address such a peer appended; from any "
-        "other peer it is the peer itself. X-Real-Ip is never believed.",
-    ).tag(config=True)
+    max_delay = Float(_DEFAULTS.max_delay, help=_help("max_delay")).tag(config=True)
+    trusted_proxies = List(Unicode(), _DEFAULTS.trusted_proxies, help=_help("trusted_proxies")).tag(
+        config=True
+    )
 
     @default("allow_all")
     def _allow_all(self) -> bool:

@@ -2,7 +2,7 @@
 
 It holds no database credentials: only the service's URL and the server's hub API token. It
 returns the same record types and raises the same exceptions as Lab, so widgets, notebooks
-and the CLI cannot tell the difference. Plain urllib, so a kernel needs nothing extra.
+and the CLI cannot tell the difference. The HTTP side is :mod:`pico_nb.hub.transport`.
 """
 
 from __future__ import annotations
@@ -10,18 +10,26 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pico_nb.errors import Conflict, NotFound, PermissionDenied, PicoError, ValidationError
+from pico_nb.contract.errors import PermissionDenied
+from pico_nb.contract.spec import PipelineSpec, spec_from_dict
 from pico_nb.hub import API_TOKEN_ENV, SERVICE_URL_ENV
-from pico_nb.inputs import Scope, Sort, Status, as_id
-from pico_nb.params import PipelineSpec, spec_from_dict
+from pico_nb.hub.transport import (
+    RECONNECT_SECONDS,
+    STREAM_TIMEOUT,
+    ServiceClient,
+    ServiceUnavailable,
+    eid,
+    events,
+    raise_for,
+    rid,
+    seg,
+)
+from pico_nb.inputs import Scope, Sort, Status
 from pico_nb.schemas import (
     CellTable,
     Curation,
@@ -29,8 +37,9 @@ from pico_nb.schemas import (
     FrameInfo,
     LogChunk,
     LogLine,
+    MachineRecord,
     NotificationSettings,
-    Record,
+    QueueRecord,
     Results,
     RunComparison,
     RunRecord,
@@ -40,46 +49,8 @@ from pico_nb.schemas import (
 )
 from pico_nb.settings import Settings
 
-R = TypeVar("R", bound=Record)
 
-
-class ServiceUnavailable(PicoError):
-    """The pico service did not answer; runs go on, try again shortly."""
-
-    status = 503
-
-
-ERRORS: dict[str, type[PicoError]] = {
-    cls.__name__: cls for cls in (PermissionDenied, NotFound, Conflict)
-}
-BY_STATUS: dict[int, type[PicoError]] = {
-    401: PermissionDenied,
-    403: PermissionDenied,
-    404: NotFound,
-    502: ServiceUnavailable,  # the proxy, while the service restarts
-    503: ServiceUnavailable,
-}
-TIMEOUT = 60.0
-STREAM_TIMEOUT = 45.0  # the service sends a keepalive every 15 s
-RECONNECT_SECONDS = 120.0  # a follower rides out a service restart this long
-
-
-def raise_for(status: int, body: bytes) -> None:
-    """Turn the service's JSON error back into the exception Lab would have raised."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = {}
-    message = str(data.get("message") or f"the pico service answered {status}")
-    if data.get("error") == "ValidationError" or (status == 400 and "errors" in data):
-        raise ValidationError(data.get("errors") or {"request": message})
-    cls = ERRORS.get(str(data.get("error"))) or BY_STATUS.get(status, PicoError)
-    error = cls(message)
-    error.status = status
-    raise error
-
-
-class RemoteLab:
+class RemoteLab(ServiceClient):
     """The lab as one hub user sees it, through the pico service."""
 
     def __init__(
@@ -92,8 +63,7 @@ class RemoteLab:
         url: str | None = None,
         token: str | None = None,
     ) -> None:
-        self._url = (url or os.environ[SERVICE_URL_ENV]).rstrip("/") + "/api/"
-        self._token = token or os.environ[API_TOKEN_ENV]
+        super().__init__(url or os.environ[SERVICE_URL_ENV], token or os.environ[API_TOKEN_ENV])
         self.username = self.user.username
         if user and user.strip() != self.username:
             raise PermissionDenied(f"this server acts for {self.username} only")
@@ -105,49 +75,6 @@ class RemoteLab:
 
     def __repr__(self) -> str:
         return f"RemoteLab(user={self.username!r}, service={self._url!r})"
-
-    # ------------------------------------------------------------------ transport
-
-    def _open(
-        self, method: str, path: str, query: Mapping[str, Any] | None, body: Any, timeout: float
-    ) -> Any:
-        """One HTTP request with the server's token; errors become Lab's exceptions."""
-        pairs = {k: _text(v) for k, v in (query or {}).items() if v is not None}
-        url = self._url + path + ("?" + urllib.parse.urlencode(pairs) if pairs else "")
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method)
-        request.add_header("Authorization", f"token {self._token}")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            return urllib.request.urlopen(request, timeout=timeout)
-        except urllib.error.HTTPError as exc:
-            with exc:
-                raise_for(exc.code, exc.read())
-        except OSError as exc:
-            raise ServiceUnavailable(f"the pico service is not reachable: {exc}") from None
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        query: Mapping[str, Any] | None = None,
-        body: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """JSON in, JSON out (bytes for files, None for 204)."""
-        with self._open(method, path, query, body, TIMEOUT) as response:
-            data = response.read()
-            if response.status == 204:
-                return None
-            if response.headers.get_content_type() == "application/json":
-                return json.loads(data)
-            return data
-
-    def _one(self, model: type[R], method: str, path: str, **kwargs: Any) -> R:
-        return model.model_validate(self._call(method, path, **kwargs))
-
-    def _many(self, model: type[R], method: str, path: str, **kwargs: Any) -> list[R]:
-        return [model.model_validate(item) for item in self._call(method, path, **kwargs)]
 
     # ------------------------------------------------------------------- identity
 
@@ -202,7 +129,7 @@ class RemoteLab:
 
     def get_experiment(self, experiment_id: int) -> ExperimentRecord:
         """One experiment with its latest run."""
-        return self._one(ExperimentRecord, "GET", f"experiments/{_eid(experiment_id)}")
+        return self._one(ExperimentRecord, "GET", f"experiments/{eid(experiment_id)}")
 
     def experiments(
         self,
@@ -243,7 +170,7 @@ class RemoteLab:
 
     def update_experiment(self, experiment_id: int, **changes: Any) -> ExperimentRecord:
         """Change fields; refused during a run."""
-        path = f"experiments/{_eid(experiment_id)}"
+        path = f"experiments/{eid(experiment_id)}"
         return self._one(ExperimentRecord, "PATCH", path, body=changes)
 
     def clone_experiment(
@@ -251,36 +178,36 @@ class RemoteLab:
     ) -> ExperimentRecord:
         """A new experiment from an existing one (own or shared)."""
         body = {"name": name, **changes} if name is not None else changes
-        path = f"experiments/{_eid(experiment_id)}/clone"
+        path = f"experiments/{eid(experiment_id)}/clone"
         return self._one(ExperimentRecord, "POST", path, body=body)
 
     def delete_experiment(self, experiment_id: int, remove_outputs: bool = False) -> None:
         """Hide the experiment and remove its logs (and outputs when asked)."""
         query = {"remove_outputs": remove_outputs}
-        self._call("DELETE", f"experiments/{_eid(experiment_id)}", query=query)
+        self._call("DELETE", f"experiments/{eid(experiment_id)}", query=query)
 
     def share_experiment(self, experiment_id: int, shared: bool = True) -> ExperimentRecord:
         """Let the lab read (and clone) an experiment, or take that back."""
-        path = f"experiments/{_eid(experiment_id)}/share"
+        path = f"experiments/{eid(experiment_id)}/share"
         return self._one(ExperimentRecord, "POST", path, body={"shared": shared})
 
     # --------------------------------------------------------------------- runs
 
     def run_experiment(self, experiment_id: int) -> RunRecord:
         """Queue or start run n+1 in the service, where it outlives this server."""
-        return self._one(RunRecord, "POST", f"experiments/{_eid(experiment_id)}/run")
+        return self._one(RunRecord, "POST", f"experiments/{eid(experiment_id)}/run")
 
     def stop_run(self, run_id: int) -> RunRecord:
         """Stop a queued or running run."""
-        return self._one(RunRecord, "POST", f"runs/{_rid(run_id)}/stop")
+        return self._one(RunRecord, "POST", f"runs/{rid(run_id)}/stop")
 
     def runs(self, experiment_id: int) -> list[RunRecord]:
         """Every run of an experiment, oldest first."""
-        return self._many(RunRecord, "GET", f"experiments/{_eid(experiment_id)}/runs")
+        return self._many(RunRecord, "GET", f"experiments/{eid(experiment_id)}/runs")
 
     def get_run(self, run_id: int) -> RunRecord:
         """One run's current record."""
-        return self._one(RunRecord, "GET", f"runs/{_rid(run_id)}")
+        return self._one(RunRecord, "GET", f"runs/{rid(run_id)}")
 
     def wait(self, run_id: int, timeout: float | None = None, poll: float = 0.2) -> RunRecord:
         """Block until a run has finished (or the timeout passes); the service reconciles."""
@@ -291,9 +218,13 @@ class RemoteLab:
                 return run
             time.sleep(poll)
 
-    def queue(self) -> dict[str, Any]:
-        """Slots in use and runs waiting."""
-        return dict(self._call("GET", "queue"))
+    def queue(self) -> QueueRecord:
+        """Slots in use and runs waiting, and this member's Slurm jobs."""
+        return self._one(QueueRecord, "GET", "queue")
+
+    def machines(self) -> list[MachineRecord]:
+        """Where runs run, as the service's executor reports them."""
+        return self._many(MachineRecord, "GET", "machines")
 
     def workers(self) -> list[WorkerRecord]:
         """Celery workers with their slots, GPUs and last report."""
@@ -307,35 +238,35 @@ class RemoteLab:
 
     def results(self, run_id: int) -> Results:
         """The run's summary, preview images and output files."""
-        return self._one(Results, "GET", f"runs/{_rid(run_id)}/results")
+        return self._one(Results, "GET", f"runs/{rid(run_id)}/results")
 
     def result_file(self, run_id: int, path: str) -> bytes:
         """One output file's bytes."""
-        return bytes(self._call("GET", f"runs/{_rid(run_id)}/file", query={"path": path}))
+        return bytes(self._call("GET", f"runs/{rid(run_id)}/file", query={"path": path}))
 
     # -------------------------------------------------------------------- cells
 
     def cells(self, run_id: int) -> CellTable:
         """Every cell of a finished run with its numbers and curation."""
-        return self._one(CellTable, "GET", f"runs/{_seg(run_id)}/cells")
+        return self._one(CellTable, "GET", f"runs/{seg(run_id)}/cells")
 
     def traces(self, run_id: int, cells: list[int]) -> Traces:
         """ΔF/F of some cells."""
-        return self._one(Traces, "POST", f"runs/{_seg(run_id)}/traces", body={"cells": cells})
+        return self._one(Traces, "POST", f"runs/{seg(run_id)}/traces", body={"cells": cells})
 
     def cell_image(self, run_id: int, image: str = "mean") -> bytes:
         """PNG of the run's image with its cells outlined."""
         query = {"image": image}
-        return bytes(self._call("GET", f"runs/{_seg(run_id)}/image", query=query))
+        return bytes(self._call("GET", f"runs/{seg(run_id)}/image", query=query))
 
     def curation(self, run_id: int) -> Curation:
         """Which cells of a run are rejected."""
-        return self._one(Curation, "GET", f"runs/{_seg(run_id)}/curation")
+        return self._one(Curation, "GET", f"runs/{seg(run_id)}/curation")
 
     def set_curation(self, run_id: int, rejected: list[int]) -> Curation:
         """Store the run's rejected cells."""
         body = {"rejected": rejected}
-        return self._one(Curation, "PUT", f"runs/{_seg(run_id)}/curation", body=body)
+        return self._one(Curation, "PUT", f"runs/{seg(run_id)}/curation", body=body)
 
     def compare_runs(self, run_ids: list[int]) -> RunComparison:
         """Runs side by side."""
@@ -349,14 +280,14 @@ class RemoteLab:
     def export(self, run_id: int, format: str, destination: str | None = None) -> str:
         """Have the service write an export; returns where."""
         body = {"format": format, "destination": destination}
-        return str(self._call("POST", f"runs/{_seg(run_id)}/export", body=body))
+        return str(self._call("POST", f"runs/{seg(run_id)}/export", body=body))
 
     # --------------------------------------------------------------------- logs
 
     def read_log(self, run_id: int, offset: int = 0, limit: int = 1 << 20) -> LogChunk:
         """Log text from a byte offset and where to continue."""
         query = {"offset": offset, "limit": limit}
-        return self._one(LogChunk, "GET", f"runs/{_rid(run_id)}/log", query=query)
+        return self._one(LogChunk, "GET", f"runs/{rid(run_id)}/log", query=query)
 
     def follow_log(
         self,
@@ -370,14 +301,14 @@ class RemoteLab:
         (or `stop()`, checked at every event and keepalive); a dropped stream (a service
         restart) resumes from the last offset, and so does one the service asks to resume
         (this reader fell too far behind)."""
-        path = f"runs/{_rid(run_id)}/log/follow"
+        path = f"runs/{rid(run_id)}/log/follow"
         query: dict[str, Any] = {"offset": offset, "from_tail": from_tail}
         down_since: float | None = None
         while stop is None or not stop():
             try:
                 with self._open("GET", path, query, None, STREAM_TIMEOUT) as stream:
                     down_since = None
-                    for kind, data in _events(stream):
+                    for kind, data in events(stream):
                         if kind == "end" or (stop is not None and stop()):
                             return
                         if kind == "keepalive":
@@ -424,52 +355,13 @@ class RemoteLab:
 
     def set_password(self, username: str, password: str) -> None:
         """Change a password: users their own, admins anyone's."""
-        self._call("PUT", f"users/{_seg(username)}/password", body={"password": password})
+        self._call("PUT", f"users/{seg(username)}/password", body={"password": password})
 
     def set_admin(self, username: str, is_admin: bool) -> UserRecord:
         """Grant or revoke admin rights."""
-        path = f"users/{_seg(username)}/admin"
+        path = f"users/{seg(username)}/admin"
         return self._one(UserRecord, "PUT", path, body={"is_admin": is_admin})
 
     def delete_user(self, username: str) -> None:
         """Remove an account that owns nothing."""
-        self._call("DELETE", f"users/{_seg(username)}")
-
-
-def _eid(value: Any) -> str:
-    """An experiment id as a path segment, checked here as Lab checks it: a value that is no
-    id (empty, '..', huge) must not turn into another URL, and fails with Lab's error."""
-    return str(as_id(value, "experiment_id"))
-
-
-def _rid(value: Any) -> str:
-    """A run id as a path segment, checked as Lab checks it."""
-    return str(as_id(value, "run_id"))
-
-
-def _seg(value: Any) -> str:
-    """One URL path segment: ids and names can never add a path or a query."""
-    return urllib.parse.quote(str(value), safe="")
-
-
-def _text(value: Any) -> str:
-    """Query values as the service parses them."""
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
-
-
-def _events(stream: Any) -> Iterator[tuple[str, str]]:
-    """Parse server-sent events (event name, data) from a line-readable response."""
-    kind = "message"
-    data: list[str] = []
-    for raw in stream:
-        line = raw.decode().rstrip("\r\n")
-        if not line:
-            if data:
-                yield kind, "\n".join(data)
-            kind, data = "message", []
-        elif line.startswith("event:"):
-            kind = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].lstrip())
-        elif line.startswith(":"):  # a keepalive: lets the reader check whether to stop
-            yield "keepalive", ""
+        self._call("DELETE", f"users/{seg(username)}")

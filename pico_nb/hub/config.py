@@ -1,9 +1,10 @@
 """The lab server's JupyterHub configuration, as one function both entry points share.
 
 ``jupyter_config/jupyterhub_config.py`` calls :func:`configure` (for ``jupyterhub -f``), and
-``pico-nb hub`` calls it in-process. Addresses, TLS files, idle culling and folders come from
-``PICO_NB_HUB_*`` environment variables (``pico-nb hub`` sets them from its flags); anything
-else can be overridden after ``configure`` in a site's own config file.
+``pico-nb hub`` calls it in-process. Addresses, TLS files, idle culling, folders and the login
+throttle are the ``hub`` settings (:class:`pico_nb.settings.HubSettings`: ``[hub]`` in the
+settings file, ``PICO_NB_HUB_*`` variables, ``pico-nb hub`` flags); anything else can be
+overridden after ``configure`` in a site's own config file.
 """
 
 from __future__ import annotations
@@ -11,78 +12,47 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from pico_nb.errors import PicoError
+from pico_nb.contract.errors import PicoError
 from pico_nb.file_modes import private_folder
 from pico_nb.hub import SERVICE_NAME, SERVICE_URL_ENV
+from pico_nb.hub_settings import HubSettings, LoginSettings
 from pico_nb.os_accounts import SERVICE_ACCOUNT, is_root, setup_problem
-from pico_nb.settings import ENV_PREFIX, load_settings
-from pico_nb.shared_files import shared_dir
+from pico_nb.settings import ENV_PREFIX, Settings, hub_from_environment, load_settings
 
 HUB_ENV_PREFIX = ENV_PREFIX + "HUB_"
 DASHBOARD = "dashboard.ipynb"
-NOTEBOOKS = shared_dir("notebooks")
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
 PROXY_TIMEOUT_MS = 3_600_000
 PROXY_NAME = "configurable-http-proxy"
 PROXY_BIN = Path("lib", "node", "node_modules", ".bin", PROXY_NAME)
 LOG_EXTENSION = "pico_nb.widgets.server"
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+AUTHENTICATOR = "PicoAuthenticator"
 
 
-@dataclass(frozen=True)
-class HubOptions:
-    """What an operator sets for the lab server; each field is PICO_NB_HUB_<NAME>."""
-
-    ip: str = "127.0.0.1"  # public address; 0.0.0.0 to serve the network (then set TLS)
-    port: int = 8000  # public port of the proxy
-    ssl_cert: str = ""  # TLS certificate (PEM) for a real deployment
-    ssl_key: str = ""  # its private key
-    hub_port: int = 8081  # the hub's internal API, on 127.0.0.1
-    proxy_api_port: int = 8001  # the proxy's internal API, on 127.0.0.1
-    service_port: int = 8082  # the pico service, on 127.0.0.1
-    cull_idle_seconds: int = 3600  # stop user servers idle this long; 0 never (runs go on)
-    state_dir: str = ""  # hub database, cookie secret, user folders; default <data home>/hub
-    notebooks: str = str(NOTEBOOKS)  # where dashboard.ipynb (and the tour) are copied from
-    single_account: bool = False  # every server as the hub's own account: no isolation at all
-
-    @classmethod
-    def from_env(cls) -> HubOptions:
-        """Read PICO_NB_HUB_* variables, typed like the defaults."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = os.environ.get(HUB_ENV_PREFIX + f.name.upper())
-            if raw is not None:
-                values[f.name] = _typed(f.default, raw)
-        return cls(**values)
-
-    def to_env(self) -> dict[str, str]:
-        """The variables that reproduce these options in the hub process."""
-        return {HUB_ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
-
-    @property
-    def service_url(self) -> str:
-        """Where user servers reach the pico service directly (not through the proxy)."""
-        return f"http://127.0.0.1:{self.service_port}/services/{SERVICE_NAME}/"
-
-    @property
-    def public_url(self) -> str:
-        scheme = "https" if self.ssl_cert else "http"
-        host = "127.0.0.1" if self.ip in ("", "0.0.0.0") else self.ip
-        return f"{scheme}://{host}:{self.port}/"
+def service_url(hub: HubSettings) -> str:
+    """Where user servers reach the pico service directly (not through the proxy)."""
+    return f"http://127.0.0.1:{hub.service_port}/services/{SERVICE_NAME}/"
 
 
-def _typed(default: object, raw: str) -> Any:
-    """An environment value as the type of the option's default."""
-    if isinstance(default, bool):
-        return raw.strip().lower() in ("1", "true", "yes")
-    return int(raw) if isinstance(default, int) else raw
+def public_url(hub: HubSettings) -> str:
+    """The address members open, as the announcement prints it."""
+    scheme = "https" if hub.ssl_cert else "http"
+    host = "127.0.0.1" if hub.ip in ("", "0.0.0.0") else hub.ip
+    return f"{scheme}://{host}:{hub.port}/"
 
 
-def _service_environment(isolated: bool, state: Path) -> dict[str, str]:
+def lab_server_settings(**flags: Any) -> Settings:
+    """The settings of a lab server this machine can isolate: whether it is single-account
+    comes from flags and the environment alone, checked before any data home is read."""
+    check_isolation(hub_from_environment(**flags).single_account)
+    return load_settings(hub=flags)
+
+
+def _service_environment(isolated: bool, state: Path, settings: Settings) -> dict[str, str]:
     """PICO_NB_* settings for the service only: the one process holding database credentials.
 
     Unless the lab names its data roots, each member's folders are their own: under member
@@ -91,7 +61,6 @@ def _service_environment(isolated: bool, state: Path) -> dict[str, str]:
     """
     env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
     env = {k: v for k, v in env.items() if not k.startswith(HUB_ENV_PREFIX)}
-    settings = load_settings()
     env[ENV_PREFIX + "HOME"] = str(settings.home)
     if isolated:
         env[ENV_PREFIX + "MEMBER_ACCOUNTS"] = "true"
@@ -119,9 +88,9 @@ def copy_notebooks(source: Path, home: Path, owner: tuple[int, int] | None = Non
                 os.chown(target, *owner)
 
 
-def check_isolation(options: HubOptions) -> None:
+def check_isolation(single_account: bool) -> None:
     """Refuse an isolated lab server this machine cannot give; say how to set it up."""
-    if options.single_account:
+    if single_account:
         return
     # not root: say so before reading settings in a data home this account may not enter
     problem = setup_problem(load_settings().home if is_root() else None)
@@ -132,11 +101,11 @@ def check_isolation(options: HubOptions) -> None:
         )
 
 
-def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
-    """Fill a JupyterHub config object for the lab server and return the options used."""
-    o = options or HubOptions.from_env()
-    check_isolation(o)  # before anything is made on disk
-    state = Path(o.state_dir or load_settings().home / "hub")
+def configure(c: Any, settings: Settings | None = None) -> Settings:
+    """Fill a JupyterHub config object for the lab server and return the settings used."""
+    settings = settings or lab_server_settings()  # isolation checked before anything is made
+    o = settings.hub
+    state = Path(o.state_dir or settings.home / "hub")
     private_folder(state)
 
     c.JupyterHub.ip = o.ip
@@ -154,12 +123,17 @@ def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
     # slow server's spawn progress and a quiet log stream must not be cut.
     c.ConfigurableHTTPProxy.command = [proxy_command(), f"--proxy-timeout={PROXY_TIMEOUT_MS}"]
 
-    c.JupyterHub.authenticator_class = "pico_nb.hub.auth.PicoAuthenticator"
+    c.JupyterHub.authenticator_class = f"pico_nb.hub.auth.{AUTHENTICATOR}"
+    for name in LoginSettings.model_fields:  # the traitlets' values, still a site's to override
+        c[AUTHENTICATOR][name] = getattr(o.login, name)
 
     # One JupyterLab server per member, as their own OS account pico-<name>, in its home; only
     # with --single-account all of them run as the hub's own account, each in a folder of state.
     isolated = not o.single_account
-    args = [f"--ServerApp.jpserver_extensions={LOG_EXTENSION}=True"]  # the widgets' log download
+    args = [
+        f"--ServerApp.jpserver_extensions={LOG_EXTENSION}=True",  # the widgets' log download
+        "--LabApp.expose_app_in_browser=True",  # a run's end as JupyterLab's own notification
+    ]
     if isolated:
         c.JupyterHub.spawner_class = "pico_nb.hub.spawner.MemberSpawner"
     else:
@@ -170,7 +144,7 @@ def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
     c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
     c.Spawner.default_url = f"/voila/render/{DASHBOARD}"  # JupyterLab stays at /lab
     c.Spawner.args = args
-    c.Spawner.environment = {SERVICE_URL_ENV: o.service_url}
+    c.Spawner.environment = {SERVICE_URL_ENV: service_url(o)}
     c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", ACCESS_SCOPE]
     c.JupyterHub.extra_user_scopes = {ACCESS_SCOPE}
     notebooks = Path(o.notebooks)
@@ -190,7 +164,7 @@ def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
             "display": True,
             "url": f"http://127.0.0.1:{o.service_port}",
             "command": [sys.executable, "-m", "pico_nb.hub.service"],
-            "environment": _service_environment(isolated, state),
+            "environment": _service_environment(isolated, state, settings),
             "oauth_no_confirm": True,
         }
     ]
@@ -213,4 +187,4 @@ def configure(c: Any, options: HubOptions | None = None) -> HubOptions:
         roles.append({"name": "idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]})
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
-    return o
+    return settings

@@ -29,7 +29,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from pico_nb import logs, logstream
-from pico_nb.errors import PicoError
+from pico_nb.contract.errors import PicoError
 from pico_nb.lab import Lab, log_line
 from pico_nb.schemas import LogLine, RunRecord
 

@@ -7,27 +7,16 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import fields
 from typing import Any
 
-from pico_nb.errors import PicoError
-from pico_nb.hub.config import HubOptions, check_isolation, configure
+from pico_nb.contract.errors import PicoError
+from pico_nb.hub.config import configure, lab_server_settings, public_url
+from pico_nb.hub_settings import HubSettings
 from pico_nb.os_accounts import become_service_account, setup_service
-from pico_nb.settings import ENV_PREFIX, load_settings
+from pico_nb.settings import ENV_PREFIX, Settings, load_settings, setting_fields
+from pico_nb.settings_docs import default_text
 
-FLAGS = {
-    "ip": "public address (default 127.0.0.1; 0.0.0.0 serves the network: use TLS then)",
-    "port": "public port (default 8000)",
-    "ssl_cert": "TLS certificate file (PEM)",
-    "ssl_key": "TLS private key file (PEM)",
-    "cull_idle_seconds": "stop user servers idle this long (default 3600; 0 = never); runs go on",
-    "state_dir": "hub database, cookie secret and user folders (default <data home>/hub)",
-    "hub_port": "the hub's internal port on 127.0.0.1 (default 8081)",
-    "proxy_api_port": "the proxy's internal API port on 127.0.0.1 (default 8001)",
-    "service_port": "the pico service's port on 127.0.0.1 (default 8082)",
-    "notebooks": "folder holding dashboard.ipynb, copied into each user's folder",
-    "single_account": "run every member's server as this account: NO isolation between members",
-}
+FLAGS = {f.path[1]: f for f in setting_fields(HubSettings, ("hub",)) if len(f.path) == 2}
 SINGLE_ACCOUNT_WARNING = (
     "warning: --single-account: every member's notebook runs as {user} and can read every "
     "experiment, run log and password hash of the lab"
@@ -37,13 +26,13 @@ SINGLE_ACCOUNT_WARNING = (
 def add_commands(sub: Any) -> None:
     """Register `pico-nb hub` on the CLI's subparsers."""
     p = sub.add_parser("hub", help="run the multi-user lab server", description=__doc__)
-    defaults = {f.name: f.default for f in fields(HubOptions)}
-    for name, help_text in FLAGS.items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(defaults[name], bool):
+    for name, field in FLAGS.items():  # [hub.login] has no flags
+        flag, kind = "--" + name.replace("_", "-"), field.info.annotation
+        text = f"{field.info.description} Default {default_text(field)}; {field.env}."
+        help_text = text.replace("%", "%%")  # argparse formats help with %
+        if kind is bool:
             p.add_argument(flag, dest=name, action="store_const", const=True, help=help_text)
             continue
-        kind = int if isinstance(defaults[name], int) else str
         p.add_argument(flag, dest=name, type=kind, help=help_text)
     p.add_argument("--config", help="an extra JupyterHub config file, applied last")
     p.set_defaults(handler=cmd_hub)
@@ -65,41 +54,37 @@ def cmd_hub_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_hub(args: argparse.Namespace) -> int:
-    """Turn flags into PICO_NB_HUB_* settings, then run the hub in this process until stopped."""
+    """Read the settings with the flags over them, then run the hub here until stopped."""
     if getattr(args, "home", None):
         os.environ[ENV_PREFIX + "HOME"] = os.path.abspath(os.path.expanduser(args.home))
-    for f in fields(HubOptions):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            os.environ["PICO_NB_HUB_" + f.name.upper()] = str(value)
+    flags = {name: getattr(args, name) for name in FLAGS if getattr(args, name, None) is not None}
     try:
         from jupyterhub.app import JupyterHub
     except ImportError:
         raise PicoError("the lab server needs the hub extra: pip install 'pico-nb[hub]'") from None
     from traitlets.config import Config
 
-    options = HubOptions.from_env()
-    check_isolation(options)
-    if options.single_account:
+    settings = lab_server_settings(**flags)
+    if settings.hub.single_account:
         print(SINGLE_ACCOUNT_WARNING.format(user=getpass.getuser()), file=sys.stderr, flush=True)
-        _announce(options)
+        _announce(settings)
     else:
         os.environ[ENV_PREFIX + "MEMBER_ACCOUNTS"] = "true"
-        as_service_account(lambda: _announce(options))  # the database is made by its owner
+        as_service_account(lambda: _announce(settings))  # the database is made by its owner
     config = Config()
-    configure(config, options)
+    configure(config, settings)
     argv = [f"--config={os.path.abspath(args.config)}"] if args.config else []
     JupyterHub.instance(config=config)  # launch_instance runs this instance
     JupyterHub.launch_instance(argv)
     return 0
 
 
-def _announce(options: HubOptions) -> None:
+def _announce(settings: Settings) -> None:
     """Say where the lab is, and how to make the first account if there is none yet."""
     from pico_nb.lab import Lab
 
     accounts = [u for u in Lab.operator().users() if u.has_password]
-    print(f"pico lab server: {options.public_url}", flush=True)
+    print(f"pico lab server: {public_url(settings.hub)}", flush=True)
     if not accounts:
         print("no accounts yet: create the first admin with `pico-nb users add NAME --admin`")
 

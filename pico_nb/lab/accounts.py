@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pico_nb import logins, passwords
-from pico_nb.errors import Conflict, NotFound, ValidationError
+from pico_nb.contract.errors import Conflict, NotFound, ValidationError
 from pico_nb.inputs import short_text
 from pico_nb.lab.core import LabCore
 from pico_nb.lab.records import flag, user_record

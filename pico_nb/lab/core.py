@@ -13,15 +13,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pico_nb import notices
+from pico_nb.contract.errors import NotFound, PermissionDenied, ValidationError
+from pico_nb.contract.spec import PipelineSpec
 from pico_nb.db import Database, open_database
-from pico_nb.errors import NotFound, PermissionDenied, ValidationError
 from pico_nb.execution import Executor, executor_for
 from pico_nb.frames import detect_frames
 from pico_nb.input_fit import check_fits_input
 from pico_nb.inputs import as_id
 from pico_nb.lab.records import experiment_from, run_record, user_record
 from pico_nb.models import ACTIVE_STATUSES, Experiment, Run, User
-from pico_nb.params import PipelineSpec, load_spec
+from pico_nb.params import load_spec
 from pico_nb.schemas import ExperimentRecord, FrameInfo, RunRecord, UserRecord
 from pico_nb.settings import Settings, load_settings
 from pico_nb.validation import (
@@ -167,7 +168,7 @@ class LabCore:
     def get_run(self, run_id: int) -> RunRecord:
         """One run's current record."""
         with self.db.read() as session:
-            return run_record(self._load_run(session, run_id, write=False))
+            return self._run_record(session, self._load_run(session, run_id, write=False))
 
     # ------------------------------------------------------------------ checking
 
@@ -248,4 +249,8 @@ class LabCore:
             select(Run).where(Run.experiment_id == exp.id).order_by(Run.number.desc()).limit(1)
         )
         count = session.scalar(select(func.count(Run.id)).where(Run.experiment_id == exp.id))
-        return experiment_from(exp, run_record(last) if last else None, count or 0)
+        return experiment_from(exp, self._run_record(session, last) if last else None, count or 0)
+
+    def _run_record(self, session: Session, run: Run) -> RunRecord:
+        """A run as the API shows it, with its place in the executor's line while queued."""
+        return run_record(run, self.executor.queue_position(session, run))

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import BindParameter, Select, and_, bindparam, delete, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from pico_nb import safe_paths
-from pico_nb.errors import Conflict, PermissionDenied, ValidationError
+from pico_nb.contract.errors import Conflict, PermissionDenied, ValidationError
 from pico_nb.frames import detect_frames
 from pico_nb.inputs import MAX_LIST_PAGE, Scope, Sort, Status, one_of, short_text, whole
 from pico_nb.lab.core import EDITABLE, LabCore
-from pico_nb.lab.records import experiment_from, flag, run_record
+from pico_nb.lab.records import experiment_from, flag
 from pico_nb.models import RUN_FOLDER, Experiment, LogBytes, Run, User, utcnow
 from pico_nb.schemas import ExperimentRecord, FrameInfo
 from pico_nb.validation import check_input_folder
@@ -40,6 +41,67 @@ _RUN_COUNT = (
     .correlate(Experiment)
     .scalar_subquery()
 )
+_ME: BindParameter[int] = bindparam("me")  # the acting user's id, bound at each execution
+_MINE = Experiment.owner_id == _ME
+_SCOPES: dict[Scope, Any] = {
+    "mine": _MINE,
+    "shared": and_(Experiment.shared.is_(True), Experiment.owner_id != _ME),
+    "visible": or_(
+        _MINE,
+        Experiment.shared.is_(True),
+        select(User.is_admin).where(User.id == _ME).scalar_subquery().is_(True),
+    ),
+    "all": None,  # admins only: refused before the statement is used
+}
+Shape = tuple[Scope, bool, bool, bool]
+"""A listing's scope and which of the status, search and owner filters it applies."""
+
+
+@functools.cache
+def _listing_statement(shape: Shape) -> Select[Any]:
+    """The listing's one statement, whose latest run and run count come from the (experiment,
+    number) index. Built once per shape: the acting user and every filter value are bound at
+    execution, so no user's data is ever part of it, and SQLAlchemy's cache key for it is
+    computed once instead of on every request."""
+    scope, status, search, owner = shape
+    query = (
+        select(Experiment, Run, _RUN_COUNT)
+        .outerjoin(Run, and_(Run.experiment_id == Experiment.id, Run.number == _LAST_RUN))
+        .where(Experiment.deleted_at.is_(None))
+    )
+    if _SCOPES[scope] is not None:
+        query = query.where(_SCOPES[scope])
+    if owner:
+        query = query.where(Experiment.owner.has(User.username == bindparam("owner")))
+    if status:
+        query = query.where(func.coalesce(Run.status, "created") == bindparam("status"))
+    if search:
+        pattern: BindParameter[str] = bindparam("pattern")
+        query = query.where(
+            or_(
+                Experiment.name.ilike(pattern, escape="\\"),
+                Experiment.description.ilike(pattern, escape="\\"),
+            )
+        )
+    return query
+
+
+@functools.cache
+def _page_statement(shape: Shape, sort: Sort, descending: bool) -> Select[Any]:
+    """A page of the listing in one order, the page's bounds bound at execution."""
+    key = SORTS[sort]
+    return (
+        _listing_statement(shape)
+        .order_by(key.desc() if descending else key.asc(), Experiment.id.desc())
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+
+
+@functools.cache
+def _count_statement(shape: Shape) -> Select[Any]:
+    """How many rows the listing of this shape has."""
+    return select(func.count()).select_from(_listing_statement(shape).subquery())
 
 
 class ExperimentsMixin(LabCore):
@@ -85,43 +147,24 @@ class ExperimentsMixin(LabCore):
         search: str | None,
         owner: str | None,
         scope: Scope,
-    ) -> Any:
-        """The filtered listing query shared by experiments() and count_experiments(): one
-        statement, whose latest run and run count come from the (experiment, number) index."""
+    ) -> tuple[Shape, dict[str, Any]]:
+        """The checked filters of experiments() and count_experiments(): the statement's shape
+        and the values bound to it, the acting user's id always among them."""
         scope = one_of(scope, "scope", Scope)
         if status is not None and status != "":
             status = one_of(status, "status", Status)
         search, owner = short_text(search, "search"), short_text(owner, "owner")
-        query = (
-            select(Experiment, Run, _RUN_COUNT)
-            .outerjoin(Run, and_(Run.experiment_id == Experiment.id, Run.number == _LAST_RUN))
-            .where(Experiment.deleted_at.is_(None))
-        )
-        admin = select(User.is_admin).where(User.id == self._user_id).scalar_subquery()
-        mine = Experiment.owner_id == self._user_id
-        others_shared = and_(Experiment.shared.is_(True), Experiment.owner_id != self._user_id)
-        if scope == "mine":
-            query = query.where(mine)
-        elif scope == "shared":
-            query = query.where(others_shared)
-        elif scope == "all" and not self._me(session).is_admin:
+        if scope == "all" and not self._me(session).is_admin:
             raise PermissionDenied("only an admin may list every experiment")
-        elif scope == "visible":
-            query = query.where(or_(mine, Experiment.shared.is_(True), admin.is_(True)))
+        values: dict[str, Any] = {"me": self._user_id}
         if owner:
-            query = query.where(Experiment.owner.has(User.username == owner))
+            values["owner"] = owner
         if status:
-            query = query.where(func.coalesce(Run.status, "created") == status)
+            values["status"] = status
         if search:
-            pattern = "%" + search.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
-            pattern += "%"
-            query = query.where(
-                or_(
-                    Experiment.name.ilike(pattern, escape="\\"),
-                    Experiment.description.ilike(pattern, escape="\\"),
-                )
-            )
-        return query
+            escaped = search.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+            values["pattern"] = f"%{escaped}%"
+        return (scope, bool(status), bool(search), bool(owner)), values
 
     def experiments(
         self,
@@ -136,15 +179,16 @@ class ExperimentsMixin(LabCore):
         descending: bool = True,
     ) -> list[ExperimentRecord]:
         """A page of the experiments this user may see, newest first by default."""
-        key = SORTS[one_of(sort, "sort", Sort)]
+        sort = one_of(sort, "sort", Sort)
         limit, offset = whole(limit, "limit"), whole(offset, "offset")
         descending = flag(descending, "descending")
         with self.db.read() as session:
-            query = self._listing(session, status, search, owner, scope)
-            query = query.order_by(key.desc() if descending else key.asc(), Experiment.id.desc())
-            rows = session.execute(query.limit(min(limit, MAX_LIST_PAGE)).offset(offset)).all()
+            shape, values = self._listing(session, status, search, owner, scope)
+            page = {"limit": min(limit, MAX_LIST_PAGE), "offset": offset}
+            query = _page_statement(shape, sort, descending)
+            rows = session.execute(query, {**values, **page}).all()
             return [
-                experiment_from(exp, run_record(run) if run else None, count or 0)
+                experiment_from(exp, self._run_record(session, run) if run else None, count or 0)
                 for exp, run, count in rows
             ]
 
@@ -158,8 +202,8 @@ class ExperimentsMixin(LabCore):
     ) -> int:
         """How many experiments match, for pagination."""
         with self.db.read() as session:
-            query = self._listing(session, status, search, owner, scope).subquery()
-            return int(session.scalar(select(func.count()).select_from(query)) or 0)
+            shape, values = self._listing(session, status, search, owner, scope)
+            return int(session.scalar(_count_statement(shape), values) or 0)
 
     def update_experiment(self, experiment_id: int, **changes: Any) -> ExperimentRecord:
         """Change fields (params are merged onto the current ones); refused during a run."""

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import object_session
-
 from pico_nb import logs
-from pico_nb.errors import ValidationError
+from pico_nb.contract.errors import ValidationError
 from pico_nb.models import Experiment, Run, User
 from pico_nb.schemas import ExperimentRecord, LogLine, RunRecord, UserRecord
 
@@ -43,8 +40,8 @@ def user_record(row: User) -> UserRecord:
     )
 
 
-def run_record(run: Run) -> RunRecord:
-    """A run as the API shows it."""
+def run_record(run: Run, queue_position: int | None) -> RunRecord:
+    """A run as the API shows it; its place in line is the executor's to tell."""
     return RunRecord(
         id=run.id,
         experiment_id=run.experiment_id,
@@ -74,28 +71,8 @@ def run_record(run: Run) -> RunRecord:
         eta_seconds=run.eta_seconds,
         provenance=dict(run.provenance or {}),
         layout=run.layout,
-        queue_position=_queue_position(run),
+        queue_position=queue_position,
     )
-
-
-def _queue_position(run: Run) -> int | None:
-    """Where a queued run stands in the first-in-first-out line (1 = next), read in its session.
-
-    A run in Slurm's queue has no place in ours: its note gives Slurm's state and reason.
-    """
-    session = object_session(run)
-    if run.status != "queued" or run.job_id is not None or session is None:
-        return None
-    ahead = session.scalar(
-        select(func.count(Run.id)).where(
-            Run.status == "queued",
-            or_(
-                Run.queued_at < run.queued_at,
-                and_(Run.queued_at == run.queued_at, Run.id < run.id),
-            ),
-        )
-    )
-    return int(ahead or 0) + 1
 
 
 def experiment_from(exp: Experiment, last: RunRecord | None, count: int) -> ExperimentRecord:

@@ -10,10 +10,9 @@ from sqlalchemy import func, select
 
 from pico_nb import cells as run_cells
 from pico_nb import outputs, safe_paths
-from pico_nb.errors import NotFound, PermissionDenied, ValidationError
+from pico_nb.contract.errors import NotFound, PermissionDenied, ValidationError
 from pico_nb.inputs import as_id
 from pico_nb.lab.core import LabCore
-from pico_nb.lab.records import run_record
 from pico_nb.models import RUN_FOLDER, Run, utcnow
 from pico_nb.models import Curation as CurationRow
 from pico_nb.schemas import (
@@ -100,7 +99,7 @@ class ResultsMixin(LabCore):
                 updated_by=stored.updated_by if stored else None,
                 updated_at=stored.updated_at if stored else None,
             )
-            return run_record(row), editable, curation
+            return self._run_record(session, row), editable, curation
 
     def cells(self, run_id: int) -> CellTable:
         """Every cell of a finished run with its numbers and whether it is accepted."""
@@ -166,7 +165,7 @@ class ResultsMixin(LabCore):
         if not isinstance(rejected, list):
             raise ValidationError.one("rejected", "must be a list of cell numbers")
         with self.db.read() as session:
-            run = run_record(self._load_run(session, run_id, write=True))
+            run = self._run_record(session, self._load_run(session, run_id, write=True))
         data = self._finished_cells(run)
         try:
             ids = sorted({data.check_cell(c) for c in rejected})

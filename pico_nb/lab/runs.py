@@ -7,20 +7,26 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, select
 
 from pico_nb import logs, logstream, notices
-from pico_nb.errors import Conflict, ValidationError
-from pico_nb.execution import bookkeeping
-from pico_nb.execution.celery import worker_state
+from pico_nb.contract.errors import Conflict, ValidationError
+from pico_nb.execution import worker_admin
 from pico_nb.inputs import MAX_LOG_READ, whole
 from pico_nb.lab.core import LabCore
-from pico_nb.lab.records import log_line, run_record
-from pico_nb.models import ACTIVE_STATUSES, RUN_FOLDER, Run, Worker, utcnow
+from pico_nb.lab.records import log_line
+from pico_nb.models import ACTIVE_STATUSES, RUN_FOLDER, Run, utcnow
 from pico_nb.run_folders import run_folder
-from pico_nb.schemas import LogChunk, LogLine, NotificationSettings, RunRecord, WorkerRecord
+from pico_nb.schemas import (
+    LogChunk,
+    LogLine,
+    MachineRecord,
+    NotificationSettings,
+    QueueRecord,
+    RunRecord,
+    WorkerRecord,
+)
 
 
 class RunsMixin(LabCore):
@@ -37,7 +43,7 @@ class RunsMixin(LabCore):
             raise Conflict(f"no space left on device for the run's log ({log_folder})")
         with self.db.write() as session:
             exp = self._load(session, experiment_id, write=True)
-            bookkeeping.lock_queue(session)
+            self.executor.lock_queue(session)
             active = self._active_run(session, exp.id)
             if active is not None:
                 raise Conflict(
@@ -66,7 +72,7 @@ class RunsMixin(LabCore):
                 log_path=str(logs.log_path(self.settings.home, self.username, exp.id, number, now)),
                 queued_at=now,
                 needs_gpu=self.spec.needs_gpu(values["params"]),
-                provenance=bookkeeping.provenance(self.spec, argv, self.username),
+                provenance=self.executor.provenance(self.spec, argv, self.username),
             )
             session.add(run)
             session.flush()
@@ -77,7 +83,7 @@ class RunsMixin(LabCore):
     def stop_run(self, run_id: int) -> RunRecord:
         """Stop a run: a queued one leaves the queue, a running one gets SIGTERM then SIGKILL."""
         with self.db.write() as session:
-            bookkeeping.lock_queue(session)  # a claim committed meanwhile is seen, not overwritten
+            self.executor.lock_queue(session)  # a claim committed meanwhile is seen
             run = self._load_run(session, run_id, write=True)
             if run.status not in ACTIVE_STATUSES:
                 raise Conflict(
@@ -85,7 +91,7 @@ class RunsMixin(LabCore):
                     f"({run.status})"
                 )
             if run.status == "queued":
-                bookkeeping.finish(run, "cancelled", f"stopped by {self.username} while queued")
+                self.executor.cancel_queued(run, self.username)
             else:
                 run.stop_requested_by, run.stop_requested_at = self.username, utcnow()
         self.executor.stop(run_id)
@@ -98,7 +104,7 @@ class RunsMixin(LabCore):
             rows = session.scalars(
                 select(Run).where(Run.experiment_id == exp.id).order_by(Run.number)
             )
-            return [run_record(r) for r in rows]
+            return [self._run_record(session, r) for r in rows]
 
     def wait(self, run_id: int, timeout: float | None = None, poll: float = 0.2) -> RunRecord:
         """Block until a run has finished (or the timeout passes) and return its record."""
@@ -121,49 +127,34 @@ class RunsMixin(LabCore):
             run = self.get_run(run_id)
         return run
 
-    def queue(self) -> dict[str, Any]:
-        """Slots in use and runs waiting, for the resources view."""
-        return self.executor.queue_state()
+    def queue(self) -> QueueRecord:
+        """Slots in use and runs waiting, for the resources view; only this member's jobs."""
+        queue = self.executor.queue_state()
+        mine = self._mine({job.run_id for job in queue.jobs})
+        return queue.model_copy(update={"jobs": [j for j in queue.jobs if j.run_id in mine]})
+
+    def machines(self) -> list[MachineRecord]:
+        """Where runs run, as the executor reports them; other members' runs unnamed."""
+        machines = self.executor.machines()
+        mine = self._mine({rid for m in machines for rid in m.runs})
+        return [m.model_copy(update={"runs": [r for r in m.runs if r in mine]}) for m in machines]
+
+    def _mine(self, run_ids: set[int]) -> set[int]:
+        """Those of these runs this member may see named: their own, or all for an admin."""
+        if self.is_admin or not run_ids:
+            return run_ids
+        with self.db.read() as session:
+            query = select(Run.id).where(Run.id.in_(run_ids), Run.user_id == self._user_id)
+            return set(session.scalars(query))
 
     def workers(self) -> list[WorkerRecord]:
         """Celery workers with their slots, GPUs, runs and last report; others' runs unnamed."""
-        with self.db.read() as session:
-            rows = list(session.scalars(select(Worker).order_by(Worker.name)))
-            active = session.execute(
-                select(Run.worker, Run.id, Run.user_id).where(Run.status == "running")
-            ).all()
-        out = []
-        for w in rows:
-            mine = [(rid, uid) for name, rid, uid in active if name == w.name]
-            out.append(
-                WorkerRecord(
-                    name=w.name,
-                    host=w.host,
-                    slots=w.slots,
-                    gpus=list(w.gpus),
-                    state=worker_state(w, self.settings),
-                    started_at=w.started_at,
-                    heartbeat_at=w.heartbeat_at,
-                    busy=len(mine),
-                    runs=[rid for rid, uid in mine if uid == self._user_id or self.is_admin],
-                )
-            )
-        return out
+        return worker_admin.worker_records(self.db, self.settings, self._user_id, self.is_admin)
 
     def serve_as_worker(self, name: str | None, slots: int | None, gpus: str | None) -> None:
         """Run this process as a Celery worker until it is shut down (operators only)."""
         self._require_admin("start a worker")
-        from pico_nb.execution import celery
-
-        gpu_ids = [g.strip() for g in (gpus or "").split(",") if g.strip()]
-        if any(not g.isdigit() for g in gpu_ids):
-            raise ValidationError.one("--gpus", "must be GPU numbers separated by commas, e.g. 0,1")
-        if slots is not None and slots < 1:
-            raise ValidationError.one("--slots", "must be at least 1")
-        if not self.settings.broker_url:
-            raise ValidationError.one("broker_url", "is required: set PICO_NB_BROKER_URL")
-        name = celery.check_worker_name(name or bookkeeping.HOST)
-        celery.run_worker(self.settings, self.db, name, slots or max(len(gpu_ids), 1), gpu_ids)
+        worker_admin.serve(self.db, self.settings, name, slots, gpus)
 
     # ---------------------------------------------------------------------- logs
 

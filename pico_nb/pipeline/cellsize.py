@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from pico_nb.pipeline.flags import Flags
+
 REJECTED_SHARE = 0.10
 """Share of cell-shaped regions minArea may reject before the run suggests other values."""
 SMALL_CELL_PX = 10.0
@@ -30,7 +32,7 @@ def diameter(areas: Sequence[int]) -> float | None:
 
 
 def advise(
-    accepted: Sequence[int], rejected: Sequence[int], params: dict[str, Any]
+    accepted: Sequence[int], rejected: Sequence[int], flags: Flags
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(cell_size, suggestions) for summary.json; suggestions is empty when the flags fit."""
     areas = [*accepted, *rejected]
@@ -54,11 +56,12 @@ def advise(
     }
     if width < SMALL_CELL_PX:
         values["pixel_size"] = 1
-    values = {k: v for k, v in values.items() if v != params.get(k)}
+    current = flags.as_dict()
+    values = {k: v for k, v in values.items() if v != current[k]}
     if not values:  # the flags already say what the data shows: nothing to try
         return size, {}
     why = (
-        f"minArea {params['minArea']} rejected {len(good)} of {len(accepted) + len(good)} "
+        f"minArea {flags.minArea} rejected {len(good)} of {len(accepted) + len(good)} "
         f"cell-like regions ({100 * share:.0f}%); the cells measure about {width:.1f} px across "
         f"(median area {typical:.0f} px)"
     )

@@ -1,4 +1,4 @@
-"""Reading the input movie that pico_nb.frames found: frame_N.jpg sequences, TIFFs, and
+"""Reading the input movie that pico_nb.contract.sources found: frame_N.jpg sequences, TIFFs, and
 HDF5/NWB datasets (read a chunk at a time, never whole).
 
 Everything that can be checked cheaply (names, numbering, frame sizes, crop) is checked
@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import tifffile
 
-from pico_nb.errors import ValidationError
-from pico_nb.frames import Source, bad_input
+from pico_nb.contract.errors import ValidationError
+from pico_nb.contract.sources import Source, bad_input
 
 
 def check_crop(source: Source, crop: Sequence[int]) -> tuple[slice, slice]:

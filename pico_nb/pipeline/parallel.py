@@ -33,10 +33,13 @@ def prefetch(
             yield start, stop, frames
 
 
-def split_map(work: Callable[..., Any], *arrays: np.ndarray) -> list[Any]:
-    """work() on each thread's share of the frames (first axis), results in order."""
+def split_map(work: Callable[..., Any], *arrays: np.ndarray, unit: int = 1) -> list[Any]:
+    """work() on each thread's share of the frames (first axis), results in order; shares
+    hold whole units of frames, so none splits a time bin."""
     count = len(arrays[0])
-    edges = np.linspace(0, count, min(THREADS, max(1, count)) + 1).round().astype(int)
+    units = -(-count // unit)
+    shares = np.linspace(0, units, min(THREADS, max(1, units)) + 1).round().astype(int)
+    edges = np.minimum(shares * unit, count)
     parts = [tuple(a[lo:hi] for a in arrays) for lo, hi in itertools.pairwise(edges)]
     with ThreadPoolExecutor(len(parts)) as pool:
         return list(pool.map(lambda part: work(*part), parts))

@@ -11,16 +11,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pico_nb.errors import PicoError, ValidationError
-from pico_nb.frames import discover
-from pico_nb.params import builtin_spec
-from pico_nb.pipeline.layout import Layout, Run
+from pico_nb.contract.errors import PicoError, ValidationError
+from pico_nb.contract.sources import discover
+from pico_nb.pipeline.flags import Flags
+from pico_nb.pipeline.invocation import Invocation
+from pico_nb.pipeline.layout import Layout
 from pico_nb.pipeline.load import check_crop
+from pico_nb.pipeline.stage_order import Stage
 
 
-def _first_stage(run: Run) -> int:
-    """Index of the first stage to run, checking that a jump has the outputs it reuses."""
-    p, layout = run.params, run.layout
+def _first_stage(run: Invocation) -> Stage:
+    """The first stage to run, checking that a jump has the outputs it reuses."""
+    flags, layout = run.flags, run.layout
     need_rmbg = [
         layout.preprocess / "info.json",
         layout.preprocess / "movie.npy",
@@ -33,16 +35,16 @@ def _first_stage(run: Run) -> int:
         layout.seg / name
         for name in ("masks.npy", "traces.npy", "dff.npy", "neuropil.npy", "correlation_image.npy")
     ]
-    if p["jump_to_vis"]:
+    if flags.jump_to_vis:
         layout.require(*need_rmbg, *need_seg, *need_vis, flag="jump_to_vis")
-        return 8
-    if p["jump_to_seg"]:
+        return Stage.OUTPUTS
+    if flags.jump_to_seg:
         layout.require(*need_rmbg, *need_seg, flag="jump_to_seg")
-        return 5
-    if p["jump_to_rmbg"]:
+        return Stage.VESSELS
+    if flags.jump_to_rmbg:
         layout.require(*need_rmbg, flag="jump_to_rmbg")
-        return 4
-    return 0
+        return Stage.BACKGROUND
+    return Stage.LOADING
 
 
 def command_line(data_path: Path | str, out_path: Path | str, *flags: str) -> list[str]:
@@ -59,32 +61,32 @@ def command_line(data_path: Path | str, out_path: Path | str, *flags: str) -> li
     ]
 
 
-def prepare(argv: Sequence[str]) -> Run:
+def prepare(argv: Sequence[str]) -> Invocation:
     """Parse and check everything that can be checked before any heavy work."""
-    data_path, out_path, params = builtin_spec().parse_argv(list(argv))
-    run = Run(Path(data_path), Layout(Path(out_path), params["thresh_pmap"]), params)
+    data_path, out_path, flags = Flags.parse(list(argv))
+    run = Invocation(Path(data_path), Layout(Path(out_path), flags.thresh_pmap), flags)
     if run.layout.root.exists() and not run.layout.root.is_dir():
         raise ValidationError.one("out_path", f"{out_path} exists and is not a folder")
-    if _first_stage(run) == 0:
+    if _first_stage(run) is Stage.LOADING:
         run.source = discover(run.data_path)
-        check_crop(run.source, params["crop_parameter"])
+        check_crop(run.source, flags.crop_parameter)
     return run
 
 
-def execute(run: Run) -> None:
+def execute(run: Invocation) -> None:
     """Run the stages from the first needed one, then write summary.json."""
     import cv2
 
-    from pico_nb.pipeline.stages import STAGES, write_summary
+    from pico_nb.pipeline.stages import WORK
+    from pico_nb.pipeline.stages.summary import write_summary
 
     started = time.perf_counter()
     cv2.setNumThreads(2)
     run.layout.make()
     run.layout.summary.unlink(missing_ok=True)
-    first = _first_stage(run)
-    todo = STAGES[first:]
-    for k, (name, work) in enumerate(todo, start=1):
-        run.stage(name, work, (k, len(todo)))
+    todo = _first_stage(run).and_after()
+    for k, stage in enumerate(todo, start=1):
+        run.stage(stage, WORK[stage], (k, len(todo)))
     write_summary(run, started)
     print(f"done in {time.perf_counter() - started:.1f}s: {run.layout.summary}", flush=True)
 

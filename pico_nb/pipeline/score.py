@@ -17,8 +17,8 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
-from pico_nb.errors import ValidationError
-from pico_nb.pipeline.outputs import label_pixels
+from pico_nb.contract.errors import ValidationError
+from pico_nb.pipeline.writers import label_pixels
 
 CENTRE_PX = 4.0
 IOU_MIN = 0.5
@@ -80,20 +80,22 @@ def _prf(matches: int, found: int, truth: int) -> dict[str, float]:
     return {"matched": matches, "precision": precision, "recall": recall, "f1": f1}
 
 
-def score(out_path: Path, ground_truth: Path) -> dict[str, Any]:
-    """Compare a finished run in out_path with ground truth; raises ValidationError if unusable."""
-    out_path, ground_truth = Path(out_path), Path(ground_truth)
-    summary_file = out_path / "summary.json"
-    if not summary_file.exists():
-        raise ValidationError.one("out_path", f"{out_path} has no summary.json (run not finished)")
-    if not ground_truth.exists():
-        raise ValidationError.one("ground_truth", f"{ground_truth} does not exist")
-    summary = json.loads(summary_file.read_text("utf-8"))
-    seg = out_path / summary["result_dir"]
-    labels = np.load(seg / "masks.npy")
-    shape = labels.shape
-    truth = _ground_truth(ground_truth, shape, summary["params"]["crop_parameter"])
+def _not_a_run(out_path: Path) -> str:
+    """Each run writes a folder of its own: an experiment's output folder names its runs."""
+    runs = sorted(p.parent.name for p in out_path.glob("*run-*/summary.json"))
+    if not runs:
+        return f"{out_path} has no summary.json (run not finished)"
+    return (
+        f"{out_path} is an experiment's output folder; score one of its finished runs: "
+        + ", ".join(str(out_path / name) for name in runs[-3:])
+    )
 
+
+def _neurons(
+    labels: np.ndarray, truth: dict[str, Any]
+) -> tuple[dict[str, Any], list[tuple[int, int]]]:
+    """Found regions matched to the true ones by centre and by overlap; the centre matches."""
+    shape = labels.shape
     count = int(labels.max())
     found_masks = label_pixels(labels)
     found_centres = np.array(
@@ -119,6 +121,30 @@ def score(out_path: Path, ground_truth: Path) -> dict[str, Any]:
         if by_centre
         else None,
     }
+    return result, by_centre
+
+
+def score_labels(labels: np.ndarray, ground_truth: Path) -> dict[str, Any]:
+    """Neuron matching alone for a label image from elsewhere (another pipeline's cells, drawn
+    on the whole uncropped frame), scored exactly as a run's own masks."""
+    return _neurons(labels, _ground_truth(Path(ground_truth), labels.shape, (0, 0)))[0]
+
+
+def score(out_path: Path, ground_truth: Path) -> dict[str, Any]:
+    """Compare a finished run in out_path with ground truth; raises ValidationError if unusable."""
+    out_path, ground_truth = Path(out_path), Path(ground_truth)
+    summary_file = out_path / "summary.json"
+    if not summary_file.exists():
+        raise ValidationError.one("out_path", _not_a_run(out_path))
+    if not ground_truth.exists():
+        raise ValidationError.one("ground_truth", f"{ground_truth} does not exist")
+    summary = json.loads(summary_file.read_text("utf-8"))
+    seg = out_path / summary["result_dir"]
+    labels = np.load(seg / "masks.npy")
+    shape = labels.shape
+    truth = _ground_truth(ground_truth, shape, summary["params"]["crop_parameter"])
+
+    result, by_centre = _neurons(labels, truth)
     bad_found = sorted(int(b) for b in summary.get("bad_frames", []))
     if "traces" in truth and (seg / "dff.npy").exists():
         dff = np.load(seg / "dff.npy")

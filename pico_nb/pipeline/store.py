@@ -85,15 +85,18 @@ class DiskStack:
                 raise OSError(f"{self.path} is shorter than its header says")
         return out
 
-    def read_rows(self, top: int, bottom: int) -> np.ndarray:
-        """Rows [top, bottom) of every frame, for tile-wise work on a stack too big for memory."""
+    def read_tile(self, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+        """Rows [top, bottom) and columns [left, right) of every frame: one tile of a stack
+        too big for memory, read a frame's rows at a time so only the tile itself is held."""
         row_bytes = self.frame_bytes // self.shape[1]
-        out = np.empty((self.shape[0], bottom - top, *self.shape[2:]), self.dtype)
+        rows = np.empty((bottom - top, *self.shape[2:]), self.dtype)
+        out = np.empty((self.shape[0], bottom - top, right - left, *self.shape[3:]), self.dtype)
         fd = os.open(self.path, os.O_RDONLY)
         try:
             for t in range(self.shape[0]):
                 where = self.offset + t * self.frame_bytes + top * row_bytes
-                os.preadv(fd, [out[t].data.cast("B")], where)
+                os.preadv(fd, [rows.data.cast("B")], where)
+                out[t] = rows[:, left:right]
         finally:
             os.close(fd)
         return out

@@ -50,6 +50,7 @@ class CellViewer(w.VBox):
         self.run_id = int(run_id)
         self.table: CellTable = self.lab.cells(self.run_id)
         self.by_id = {c.id: c for c in self.table.cells}
+        self.marker_of = {c.id: i for i, c in enumerate(self.table.cells)}
         self.rejected: set[int] = {c.id for c in self.table.cells if not c.accepted}
         self.saved: set[int] = set(self.rejected)
         self.history: list[set[int]] = []
@@ -126,7 +127,8 @@ class CellViewer(w.VBox):
             scales=scales,
             tooltip=bq.Tooltip(fields=["name"], labels=["cell"]),
             interactions={"click": "select", "hover": "tooltip"},
-            selected_style={"stroke": "white", "stroke-width": 2},
+            selected_style={"stroke": "white", "stroke-width": 3},
+            unselected_style={"opacity": 0.45},
         )
         self.markers.observe(self._marker_clicked, "selected")
         side = 560
@@ -229,8 +231,18 @@ class CellViewer(w.VBox):
         """Show these cells' traces and select them in the table."""
         self.picker.value = tuple(c for c in cell_ids if c in self.by_id)
 
+    def _highlight(self, cell_ids: list[int]) -> None:
+        """The picked cells' markers stand out on the image, whichever side picked them."""
+        wanted = [self.marker_of[i] for i in cell_ids]
+        if wanted == list(self.markers.selected if self.markers.selected is not None else []):
+            return  # the click on the image already marked them: no second round trip
+        self.markers.unobserve(self._marker_clicked, "selected")
+        self.markers.selected = wanted or None
+        self.markers.observe(self._marker_clicked, "selected")
+
     @guarded
     def _picked(self, change: dict[str, Any]) -> None:
+        self._highlight(list(change["new"]))
         ids = list(change["new"])[:MAX_SHOWN]
         if not ids:
             self.traces.show(None, [])

@@ -6,8 +6,9 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
+import traitlets
 
-from pico_nb.errors import ValidationError
+from pico_nb.contract.errors import ValidationError
 from pico_nb.inputs import as_id
 from pico_nb.schemas import ExperimentRecord, RunComparison, RunNumbers, RunRecord
 from pico_nb.text import duration, esc, value_text
@@ -102,6 +103,9 @@ def match_text(comparison: RunComparison, runs: list[RunNumbers]) -> str:
 class CompareView(w.VBox):
     """Pick two or more experiments (or runs) and see what differs, in values and results."""
 
+    picked_runs = traitlets.List(traitlets.Int(), help="the runs a person chose in the pickers")
+    experiment_ids = traitlets.List(traitlets.Int(), help="the experiments compared, if any")
+
     def __init__(
         self,
         experiment_ids: list[int] | None = None,
@@ -147,11 +151,13 @@ class CompareView(w.VBox):
         self.compare([as_id(x, "experiment_id") for x in re.findall(r"\d+", self.ids.value)])
 
     @guarded
-    def compare(self, experiment_ids: list[int]) -> None:
-        """Load the experiments through the Lab and show their differences."""
+    def compare(self, experiment_ids: list[int], run_ids: list[int] | None = None) -> None:
+        """Load the experiments through the Lab and show their differences, with the given
+        runs of them (one each, e.g. from the address) or else each one's latest finished."""
         self.messages.clear()
         ids = list(dict.fromkeys(experiment_ids))
         self.ids.value = ", ".join(map(str, ids))
+        self.experiment_ids = ids
         if len(ids) < 2:
             self.table.value = ""
             self.messages.error("pick at least two experiments to compare")
@@ -177,8 +183,10 @@ class CompareView(w.VBox):
         self.table.value = (
             f'<table class="pico-table"><tr><th>Differs</th>{head}</tr>{body}</table>'
         )
-        latest = [self._latest_finished(e.id) for e in experiments]
-        self._offer_runs([r for r in latest if r is not None])
+        given = [self.lab.get_run(r) for r in run_ids or ()]
+        if [r.experiment_id for r in given] != ids or any(r.active for r in given):
+            given = [r for r in map(self._latest_finished, ids) if r is not None]
+        self._offer_runs(given)
 
     def _latest_finished(self, experiment_id: int) -> RunRecord | None:
         """The run an analyst means by default: the newest one that has finished."""
@@ -195,10 +203,16 @@ class CompareView(w.VBox):
                 if not r.active
             ]
             picker = w.Dropdown(options=options, value=run.id, layout=w.Layout(width="260px"))
-            picker.observe(lambda _: self._runs_picked(), "value")
+            picker.observe(lambda _: self._picker_changed(), "value")
             pickers.append(picker)
         self.run_pickers.children = pickers
         self._runs_picked()
+
+    def _picker_changed(self) -> None:
+        """A person chose another run: compare it, and say so (the dashboard keeps the
+        choice in the page's address)."""
+        self._runs_picked()
+        self.picked_runs = [p.value for p in self.run_pickers.children]
 
     def _runs_picked(self) -> None:
         ids = [p.value for p in self.run_pickers.children]
@@ -220,6 +234,7 @@ class CompareView(w.VBox):
             self.messages.error("pick at least two runs to compare")
             return
         self.ids.value = ", ".join(str(i) for i in dict.fromkeys(r.experiment_id for r in runs))
+        self.experiment_ids = []
         self.table.value = ""
         self._offer_runs(runs)
 

@@ -68,6 +68,7 @@ class Dashboard(w.VBox):
         self.form.on_saved(self._saved)
         self.form.on_cancel(self._back)
         self.compare_view = CompareView(lab=self.lab)
+        self.compare_view.observe(lambda _: self._compare_route(), "picked_runs")
         self.resources = ResourcesView(self.lab)
         self.notifications = NotificationsView(self.lab)
         self.watcher = RunWatcher(self.lab)
@@ -143,10 +144,10 @@ class Dashboard(w.VBox):
             detail = self.open_experiment(route.experiment)
             if detail is not None and route.run is not None:
                 detail.run_picker.value = route.run
+        elif route.view == "compare" and route.compare:
+            self.compare(list(route.compare), list(route.runs))
         elif route.view == "compare" and route.runs:
             self.compare_runs(list(route.runs))
-        elif route.view == "compare" and route.compare:
-            self.compare(list(route.compare))
         elif route.view in VIEW_PAGES:
             self.show_page(VIEW_PAGES[route.view])
         else:
@@ -225,13 +226,21 @@ class Dashboard(w.VBox):
             f"{'Clone' if clone else 'Edit'} experiment {experiment_id}",
         )
 
-    def compare(self, experiment_ids: list[int]) -> None:
+    def compare(self, experiment_ids: list[int], run_ids: list[int] | None = None) -> None:
         """The compare page for the experiments ticked in the list."""
         self.nav.value = "Compare"
-        self.compare_view.compare(experiment_ids)
+        self.compare_view.compare(experiment_ids, run_ids)
         self._set_route(
             {"view": "compare", "compare": ",".join(str(i) for i in experiment_ids)}, "Compare"
         )
+
+    def _compare_route(self) -> None:
+        """Runs picked on the compare page replace its address, so a reload keeps them."""
+        view = self.compare_view
+        route = {"view": "compare", "runs": ",".join(map(str, view.picked_runs))}
+        if view.experiment_ids:
+            route["compare"] = ",".join(map(str, view.experiment_ids))
+        self._set_route(route, "Compare runs", push=False)
 
     def compare_runs(self, run_ids: list[int]) -> None:
         """The compare page for chosen runs, e.g. two runs of one experiment."""

@@ -76,7 +76,8 @@ def history_table(runs: list[RunRecord]) -> str:
 
 
 class ExperimentDetail(w.VBox):
-    """An experiment with Run, Edit, Clone, Stop and Delete, and its selected run live."""
+    """An experiment with Run, Edit, Clone and Delete, and its selected run live (its panel has
+    the one Stop button: two on one page were one too many)."""
 
     experiment_id = t.Int()
     run_id = t.Int(None, allow_none=True)
@@ -108,7 +109,6 @@ class ExperimentDetail(w.VBox):
                 ("Run", "play", "success"),
                 ("Edit", "pencil", ""),
                 ("Clone", "copy", ""),
-                ("Stop", "stop", "warning"),
                 ("Compare runs", "columns", ""),
                 ("Delete", "trash", "danger"),
             )
@@ -117,7 +117,6 @@ class ExperimentDetail(w.VBox):
             "Run": self.run,
             "Edit": lambda: self._open_form(clone=False),
             "Clone": lambda: self._open_form(clone=True),
-            "Stop": self.stop,
             "Compare runs": self.compare_runs,
             "Delete": self._ask_delete,
         }
@@ -211,7 +210,6 @@ class ExperimentDetail(w.VBox):
         active = exp.last_run is not None and exp.last_run.active
         self.buttons["Run"].disabled = active
         self.buttons["Edit"].disabled = active
-        self.buttons["Stop"].disabled = not active
         self.buttons["Delete"].disabled = active
         options = [(f"Run {r.number}", r.id) for r in reversed(runs)]
         latest = runs[-1].id if runs else None
@@ -273,17 +271,6 @@ class ExperimentDetail(w.VBox):
         self.refresh()
         self.run_picker.value = run.id
         return run
-
-    @guarded
-    def stop(self) -> None:
-        """Stop the experiment's active run."""
-        exp = self.lab.get_experiment(self.experiment_id)
-        if exp.last_run is None or not exp.last_run.active:
-            self.messages.error("nothing is running")
-            return
-        self.lab.stop_run(exp.last_run.id)
-        self.messages.info(f"stop requested for run {exp.last_run.number}")
-        self.refresh()
 
     @guarded
     def compare_runs(self) -> None:

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
-from pico_nb.errors import ValidationError
+from pico_nb.contract.errors import ValidationError
 from pico_nb.text import esc
 from pico_nb.widgets import default_lab
-from pico_nb.widgets.form import TextField
+from pico_nb.widgets.fields import TextField
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
 
 if TYPE_CHECKING:

@@ -1,16 +1,15 @@
-"""The machine and the queue: CPU, memory, GPUs where nvidia-smi exists, running and queued runs."""
+"""Where runs run and the queue: each machine's CPUs, memory and GPUs as the executor reports
+them (this host, each Celery worker, or the Slurm partition's nodes), runs running and queued.
+Nothing here measures the kernel's own machine: under the hub that is not where runs run."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from typing import TYPE_CHECKING
 
 import ipywidgets as w
-import psutil
 import traitlets as t
 
-from pico_nb.schemas import WorkerRecord
+from pico_nb.schemas import JobRecord, MachineRecord, WorkerRecord
 from pico_nb.text import esc, local_time, size
 from pico_nb.widgets import default_lab
 from pico_nb.widgets.style import MessageBar, guarded, heading, styled, stylesheet
@@ -19,26 +18,7 @@ from pico_nb.widgets.ticker import Ticker
 if TYPE_CHECKING:
     from pico_nb.lab_api import LabAPI
 
-GPU_QUERY = "index,name,utilization.gpu,memory.used,memory.total"
-
-
-def gpu_rows() -> list[list[str]] | str:
-    """One row per GPU from nvidia-smi, or a sentence saying why there is none."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return "No NVIDIA GPU tools on this machine (nvidia-smi not found)."
-    try:
-        out = subprocess.run(
-            [smi, f"--query-gpu={GPU_QUERY}", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"nvidia-smi did not answer ({type(exc).__name__})."
-    rows = [[c.strip() for c in line.split(",")] for line in out.splitlines() if line.strip()]
-    return rows or "nvidia-smi reports no GPUs."
+MIB = 1 << 20
 
 
 def meter(label: str, fraction: float, detail: str) -> str:
@@ -52,6 +32,61 @@ def meter(label: str, fraction: float, detail: str) -> str:
         f'<div style="width:{pct:.0f}%;background:{colour};height:10px;border-radius:4px">'
         "</div></div></div>"
     )
+
+
+def machine_html(machine: MachineRecord) -> str:
+    """One machine: what it is and how it is doing, its CPU and memory as meters."""
+    seen = f" · last report {local_time(machine.last_seen)}" if machine.kind == "worker" else ""
+    slots = f" of {machine.slots}" if machine.slots is not None else ""
+    yours = f" · your runs: {', '.join(map(str, machine.runs))}" if machine.runs else ""
+    out = (
+        f'<div style="margin-top:8px"><b>{esc(machine.name)}</b> <span class="pico-muted">'
+        f"{esc(machine.kind)} · {esc(machine.state)} · {machine.running}{slots} runs running"
+        f"{esc(yours + seen)}</span></div>"
+    )
+    cpus = machine.cpus
+    if cpus and machine.cpus_busy is not None:
+        busy = f"{machine.cpus_busy} of {cpus} CPUs allocated"
+        out += meter("CPU", machine.cpus_busy / cpus, busy)
+    elif cpus and machine.load is not None:
+        out += meter("CPU", machine.load, f"load {machine.load * cpus:.1f} on {cpus} cores")
+    total, used = machine.memory_total_mb, machine.memory_used_mb
+    if total:
+        detail = f"{size((used or 0) * MIB)} of {size(total * MIB)}" if used is not None else ""
+        out += meter("Memory", (used or 0) / total, detail or f"{size(total * MIB)}")
+    if machine.gres:
+        out += f'<div class="pico-muted">generic resources: {esc(machine.gres)}</div>'
+    return out
+
+
+def gpus_html(machines: list[MachineRecord]) -> str:
+    """Every GPU of every machine as a meter, or each machine's reason for having none."""
+    parts = []
+    for machine in machines:
+        where = f"{machine.name} · " if len(machines) > 1 else ""
+        parts += [
+            meter(
+                f"{where}GPU {gpu.index} · {gpu.name}",
+                gpu.utilisation or 0.0,
+                f"{(gpu.utilisation or 0.0) * 100:.0f}% busy · "
+                f"{gpu.memory_used_mb} of {gpu.memory_total_mb} MiB",
+            )
+            for gpu in machine.gpus
+        ]
+        if not machine.gpus and machine.gpu_note:
+            parts.append(f'<div class="pico-muted">{esc(where + machine.gpu_note)}</div>')
+    return "".join(parts)
+
+
+def job_table(jobs: list[JobRecord]) -> str:
+    """This member's Slurm jobs with Slurm's state, and why a pending one waits."""
+    rows = "".join(
+        f"<tr><td>{esc(job.job_id)}</td><td>{job.run_id}</td><td>{esc(job.state)}</td>"
+        f"<td>{esc(job.reason or '—')}</td><td>{esc(job.node or '—')}</td></tr>"
+        for job in jobs
+    )
+    head = "".join(f"<th>{h}</th>" for h in ("Slurm job", "Run", "State", "Reason", "Node"))
+    return f'<table class="pico-table"><tr>{head}</tr>{rows}</table>'
 
 
 def worker_table(workers: list[WorkerRecord]) -> str:
@@ -73,7 +108,7 @@ def worker_table(workers: list[WorkerRecord]) -> str:
 
 
 class ResourcesView(w.VBox):
-    """What the machine is doing and what waits in the queue, refreshed while visible."""
+    """Where runs run, how those machines are doing and what waits, refreshed while visible."""
 
     active = t.Bool(True)
 
@@ -97,7 +132,6 @@ class ResourcesView(w.VBox):
             ]
         )
         styled(self, "pico", "pico-resources")
-        psutil.cpu_percent(interval=None)  # the first reading primes the counter
         self.refresh()
         self._ticker = Ticker(refresh_seconds, lambda: self.active and self.refresh())
 
@@ -107,37 +141,29 @@ class ResourcesView(w.VBox):
 
     @guarded
     def refresh(self) -> None:
-        """Read the machine and the queue again."""
-        cpu = psutil.cpu_percent(interval=None)
-        mem = psutil.virtual_memory()
-        self.machine.value = meter(
-            "CPU", cpu / 100, f"{cpu:.0f}% of {psutil.cpu_count()} cores"
-        ) + meter(
-            "Memory",
-            mem.percent / 100,
-            f"{size(mem.used)} of {size(mem.total)} ({mem.percent:.0f}%)",
+        """Ask again where runs run and what waits."""
+        machines = self.lab.machines()
+        self.machine.value = "".join(machine_html(m) for m in machines) or (
+            '<div class="pico-muted">The executor reports no machine.</div>'
         )
-        gpus = gpu_rows()
-        if isinstance(gpus, str):
-            self.gpus.value = f'<div class="pico-muted">{esc(gpus)}</div>'
-        else:
-            self.gpus.value = "".join(
-                meter(
-                    f"GPU {i} · {name}", float(util) / 100, f"{util}% busy · {used} of {total} MiB"
-                )
-                for i, name, util, used, total in (row[:5] for row in gpus if len(row) >= 5)
-            )
+        self.gpus.value = gpus_html(machines)
         q = self.lab.queue()
-        gpus_text = f" · GPUs for runs: {esc(', '.join(q['gpus']))}" if q.get("gpus") else ""
+        gpus_text = f" · GPUs for runs: {esc(', '.join(q.gpus))}" if q.gpus else ""
+        partition = f" · Slurm partition {esc(q.partition)}" if q.partition else ""
+        error = f" · the executor did not answer: {esc(q.error)}" if q.error else ""
         self.queue.value = (
-            f"<div><b>{q['running']}</b> running of <b>{q['slots']}</b> slots · "
-            f"<b>{q['queued']}</b> queued{gpus_text}</div>"
+            f"<div><b>{q.running}</b> running of <b>{q.slots}</b> slots · "
+            f"<b>{q.queued}</b> queued{gpus_text}{partition}{error}</div>"
         )
         workers = self.lab.workers()
-        if workers:
+        if q.jobs:
+            self.workers.value = job_table(q.jobs)
+        elif workers:
             self.workers.value = worker_table(workers)
-        elif self.lab.settings.executor == "celery":
+        elif q.workers is not None:
             self.workers.value = (
                 '<div class="pico-muted">No worker has registered yet: start one with '
                 "<code>pico-nb worker</code> on a machine that reaches the broker.</div>"
             )
+        else:
+            self.workers.value = ""

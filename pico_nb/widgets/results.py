@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from pico_nb.errors import NotFound
+from pico_nb.contract.errors import NotFound
 from pico_nb.schemas import Results
 from pico_nb.text import duration, esc, size
 from pico_nb.widgets import default_lab

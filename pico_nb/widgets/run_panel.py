@@ -7,15 +7,16 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 import traitlets as t
 
-from pico_nb.schemas import LogLine, RunRecord
+from pico_nb.schemas import LogLine, QueueRecord, RunRecord
 from pico_nb.text import duration, esc, local_time
 from pico_nb.widgets import default_lab
 from pico_nb.widgets.routes import download_url
+from pico_nb.widgets.run_notice import ended_notice
 from pico_nb.widgets.style import MessageBar, badge, guarded, styled, stylesheet
 
 if TYPE_CHECKING:
@@ -45,37 +46,11 @@ FOLLOW_JS = (
     ".observe(s,{childList:true,subtree:true,characterData:true});"
     "s.scrollTop=s.scrollHeight"
 )
-# A run the viewer owns ended while they watched: a browser notification (asked for once) and
-# a message in the page, which also covers a refused or unsupported Notification API.
-NOTIFY_JS = (
-    "const seen=window.picoNotified=window.picoNotified||new Set();"
-    "if(seen.has(this.dataset.run))return;seen.add(this.dataset.run);"  # panel and watcher
-    "const t=this.dataset.title,b=this.dataset.body;"
-    "const d=document.createElement('div');d.className='pico-toast';"
-    "d.setAttribute('role','status');d.textContent=t+' · '+b;"
-    "document.body.appendChild(d);setTimeout(()=>d.remove(),15000);"
-    "if(!('Notification' in window))return;"
-    "const show=()=>new Notification(t,{body:b,tag:'pico-run-'+this.dataset.run});"
-    "if(Notification.permission==='granted')show();"
-    "else if(Notification.permission!=='denied')"
-    "Notification.requestPermission().then(p=>{if(p==='granted')show()})"
-)
-
 
 JUMP_JS = (
     "const s=this.closest('.pico-run').querySelector('.pico-log-scroll');"
     "s.dataset.atBottom='1';s.scrollTop=s.scrollHeight"
 )
-
-
-def ended_notice(run: RunRecord, experiment_name: str) -> str:
-    """HTML that, once in the page, shows a toast and a browser notification that a run ended
-    (once per run, however many views report it)."""
-    title = f"Run {run.number} of “{experiment_name}” {run.status}"
-    return (
-        f'<img alt="" src="data:," data-run="{run.id}" data-title="{esc(title)}" '
-        f'data-body="{esc(run.reason or run.status)}" onerror="{esc(NOTIFY_JS)}">'
-    )
 
 
 _PLACE = re.compile(r"^(?P<name>.*?)\s*\(stage (?P<k>\d+) of (?P<n>\d+)\)$")
@@ -107,17 +82,17 @@ def overall_eta(stage: str, fraction: float, run: RunRecord) -> float | None:
     return elapsed * (1 - done) / done
 
 
-def queue_text(run: RunRecord, queue: dict[str, Any]) -> str:
+def queue_text(run: RunRecord, queue: QueueRecord) -> str:
     """What a queued run awaits: "queued · 2nd in line · waiting for a free slot (1 of 1 used)"."""
     parts = ["queued"]
     if run.queue_position:
         parts.append(
             "next to start" if run.queue_position == 1 else f"{_nth(run.queue_position)} in line"
         )
-    slots, running = int(queue.get("slots") or 0), int(queue.get("running") or 0)
+    slots, running = queue.slots, queue.running
     if run.reason:
         parts.append(run.reason)
-    elif "workers" in queue and not slots:
+    elif queue.workers is not None and not slots:
         parts.append("waiting for a worker to come online")
     elif run.needs_gpu:
         parts.append("waiting for a free GPU")
@@ -327,6 +302,7 @@ class RunPanel(w.VBox):
             f'<div class="pico-muted">{when}{reason}</div>'
         )
         self.stop_button.disabled = not run.active
+        self.stop_button.layout.display = None if run.active else "none"  # nothing left to stop
         self.links.value = (
             f'<a class="pico-button" href="{esc(download_url(run.id))}" download>Download log</a> '
             f'<button class="pico-button" onclick="{esc(COPY_JS)}">Copy</button> '

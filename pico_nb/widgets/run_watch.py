@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import ipywidgets as w
 
 from pico_nb.inputs import MAX_LIST_PAGE
-from pico_nb.widgets.run_panel import ended_notice
+from pico_nb.widgets.run_notice import ended_notice
 from pico_nb.widgets.style import styled
 from pico_nb.widgets.ticker import Ticker
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import web
 
-from pico_nb.errors import NotFound, PermissionDenied, PicoError, ValidationError
+from pico_nb.contract.errors import NotFound, PermissionDenied, PicoError, ValidationError
 from pico_nb.inputs import as_id
 from pico_nb.widgets import default_lab
 from pico_nb.widgets.offline import NoCdnLinks

@@ -77,7 +77,7 @@ CSS = """
 .pico-log-scroll { display: block !important; overflow-y: auto !important; height: 320px;
   background: #0b1021; border-radius: 6px; padding: 6px 10px; }
 .pico-log-hook { display: none !important; }
-.pico-toast { position: fixed; top: 16px; right: 16px; z-index: 1000; max-width: 420px;
+.pico-toast { position: fixed; bottom: 16px; right: 16px; z-index: 1000; max-width: 420px;
   background: #0f172a; color: #f8fafc; padding: 10px 14px; border-radius: 8px;
   box-shadow: 0 4px 16px rgba(0, 0, 0, .25); font: 14px system-ui, sans-serif; }
 .pico-bar-ended .progress-bar, .pico-bar-ended .widget-progress .progress-bar {
@@ -86,6 +86,9 @@ CSS = """
   font: 12px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
   white-space: pre-wrap; overflow-wrap: anywhere; }
 .pico-log { display: block !important; }
+.pico-cells .bqplot text.dot_text { fill: #fff !important; stroke: #0f172a; stroke-width: 3px;
+  paint-order: stroke; font: 700 12px system-ui, sans-serif; }
+.pico-cell-list select { font: 12px/1.5 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 .pico-log .widget-html { margin: 0; }
 .pico-gallery { flex-wrap: wrap; gap: 10px; }
 .pico-figure { border: 1px solid #e2e8f0; border-radius: 6px; padding: 6px; width: 300px; }

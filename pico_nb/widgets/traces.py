@@ -49,6 +49,7 @@ class TracePlot(w.VBox):
             [styled(w.HBox([self.stacked]), "pico-toolbar"), self.captions, self.figure]
         )
         styled(self, "pico-traces")
+        self._draw()  # before any pick, the empty plot says how to fill it
 
     def show(self, traces: Traces | None, cells: list[CellRecord]) -> None:
         """Plot these traces; `cells` gives their captions in the same order."""

@@ -134,7 +134,7 @@ def test_follower_sees_live_lines_from_a_worker(cluster: Cluster) -> None:
         .endswith("# finished: completed (exit code 0)\n")
     )
     client = logstream.connect(cluster.broker_url)
-    assert 0 < client.ttl(logstream.stream_key(run.id)) <= logstream.STREAM_TTL
+    assert 0 < client.ttl(logstream.stream_key(lab.db, run.id)) <= logstream.STREAM_TTL
 
 
 def test_stop_a_run_on_a_worker(cluster: Cluster) -> None:
@@ -208,6 +208,12 @@ def test_resources_view_lists_workers_and_only_your_runs(cluster: Cluster) -> No
         assert f"<td>{mine.id}</td>" in html and f"<td>{theirs.id}</td>" not in html
         slots = sum(wk.slots for wk in alice.workers() if wk.state == "online")
         assert f"<b>2</b> running of <b>{slots}</b> slots" in view.queue.value
+        machines = {m.name: m for m in alice.machines()}  # as each worker measured itself
+        assert {"w1", "w2"} <= set(machines)
+        assert all(m.kind == "worker" and m.cpus and m.memory_total_mb for m in machines.values())
+        assert sum(m.running for m in machines.values()) == 2
+        assert [rid for m in machines.values() for rid in m.runs] == [mine.id]
+        assert "<b>w1</b>" in view.machine.value and "Memory" in view.machine.value
     finally:
         view.close()
         gate.touch()
@@ -236,3 +242,22 @@ def test_a_worker_name_already_online_is_refused(cluster: Cluster) -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and bad.stderr.startswith("error: --gpus: must be GPU numbers")
+
+
+def test_a_worker_whose_shared_settings_differ_refuses_to_start(cluster: Cluster) -> None:
+    env = cluster.env(cluster.root / "worker-odd")
+    env["PICO_NB_STOP_GRACE_SECONDS"], env["PICO_NB_MAX_RUNS_PER_USER"] = "7", "2"
+    odd = subprocess.run(
+        [sys.executable, "-m", "pico_nb.cli", "worker", "--name", "odd"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert odd.returncode == 1
+    assert odd.stderr == (
+        "error: worker odd refuses to start: max_runs_per_user is 2 here but unset on worker "
+        "w1; stop_grace_seconds is 7.0 here but 1.0 on worker w1 (every worker must share "
+        "these settings; to change them, stop every worker first)\n"
+    )
+    assert "odd" not in {w.name for w in cluster.lab("alice").workers()}

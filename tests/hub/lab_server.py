@@ -9,10 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +175,11 @@ class Hub:
         """The pico API as a user."""
         return http(method, f"{self.api}/{path}", self.token(user), body)
 
+    def add_member(self, name: str, password: str) -> None:
+        """A member who joins now (single-account hub): an account, and the hub knows them."""
+        Lab.operator(settings=load_settings(self.env["PICO_NB_HOME"])).add_user(name, password)
+        assert self.hub_api("POST", "users", {"usernames": [name]}).status == 201
+
     def service_url(self) -> str:
         """What a user server finds in PICO_NB_SERVICE_URL."""
         return f"http://127.0.0.1:{self.service_port}/services/pico/"
@@ -202,15 +209,15 @@ def _values(root: Path, data_roots: str, pico: dict[str, str]) -> dict[str, str]
 
 def start_hub(root: Path, **pico: str) -> Hub:
     """A single-account lab server with alice, bob and carol (admin); ``pico`` adds PICO_NB_*
-    settings. Every server runs as the test's own account (--single-account)."""
+    settings (``PIPELINE_SPEC=""``: the built-in pipeline instead of the fake one). Every server
+    runs as the test's own account (--single-account)."""
     env = _hub_env(root, _values(root, str(root / "data"), pico))
     env["PICO_NB_HUB_SINGLE_ACCOUNT"] = "true"
     generate(root / "data" / "frames", size=(32, 32), frames=4, neurons=2)
     settings = load_settings(
         root / "home",
-        data_roots=[str(root / "data")],
-        pipeline_spec=str(FAKE_SPEC),
-        **{k.lower(): v for k, v in pico.items()},
+        **{"data_roots": [str(root / "data")], "pipeline_spec": str(FAKE_SPEC)}
+        | {k.lower(): v for k, v in pico.items()},
     )
     operator = Lab.operator(settings=settings)
     for name, password in PASSWORDS.items():
@@ -226,7 +233,7 @@ def start_isolated_hub(root: Path, **pico: str) -> Hub:
     ``root`` must be enterable by every account; members share read-only input in
     ``data/shared`` and each owns ``data/<name>``.
     """
-    python, spec = shared_install(root / "app")
+    python, spec = shared_install()
     values = _values(root, f"{root / 'data'}/{{user}},{root / 'data' / 'shared'}", pico)
     env = _hub_env(root, {**values, "PIPELINE_SPEC": str(spec)})
     generate(root / "data" / "shared" / "frames", size=(32, 32), frames=4, neurons=2)
@@ -238,8 +245,10 @@ def start_isolated_hub(root: Path, **pico: str) -> Hub:
     return _started(root, env, isolated=True, python=python)
 
 
-def shared_install(folder: Path) -> tuple[str, Path]:
-    """Install this checkout (with the hub extra) and the fake pipeline into ``folder``, as a lab
+@cache
+def shared_install() -> tuple[str, Path]:
+    """Install this checkout (with the hub and distributed extras: Redis carries live logs of
+    cluster runs) and the fake pipeline into a new folder, once per test session, as a lab
     installs pico-nb under /opt: a Python and a package every member's account can run.
 
     The test's own interpreter and checkout may sit in root's private home (pyenv, a CI clone
@@ -247,13 +256,14 @@ def shared_install(folder: Path) -> tuple[str, Path]:
     Python and the fake pipeline's spec.
     """
     base = next(p for p in ("/usr/bin/python3", sys.executable) if _every_account_runs(p))
+    folder = Path(tempfile.mkdtemp(prefix="pico-app-", dir="/tmp"))
+    folder.chmod(0o755)
     venv = folder / "venv"
-    folder.mkdir(mode=0o755, parents=True)
     subprocess.run([base, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     source = source_copy(folder / "source")
-    subprocess.run([*pip, f"{source}[hub]"], check=True, capture_output=True)
+    subprocess.run([*pip, f"{source}[hub,distributed]"], check=True, capture_output=True)
     shutil.rmtree(source)
     proxy = Path(sys.prefix) / "lib" / "node"
     if proxy.is_dir():  # the Node proxy scripts/install.sh put beside the test's venv

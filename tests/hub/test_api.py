@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pico_nb.errors import PermissionDenied
+from pico_nb.contract.errors import PermissionDenied
 from pico_nb.hub.client import RemoteLab
 
 from lab_contract import release, scenario
@@ -171,7 +171,7 @@ def test_remote_lab_keeps_the_lab_contract(hub: Hub, tmp_path: Path) -> None:
     scenario(lab, bob, hub.frames, hub.out("alice") / "contract", tmp_path / "gate")
     with pytest.raises(PermissionDenied):  # a token speaks for its own member only
         RemoteLab(user="bob", url=hub.service_url(), token=hub.token("alice"))
-    assert lab.queue()["slots"] == 4
+    assert lab.queue().slots == 4
     assert lab.settings.max_concurrent_runs == 4 and lab.settings.data_roots == [hub.data]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +12,10 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from pico_nb.hub.client import RemoteLab
 
+from chromium import screenshot
 from lab_server import PASSWORDS, Hub
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "hub"
 
 
 @pytest.fixture
@@ -25,8 +25,7 @@ def page(browser: Browser) -> Iterator[Page]:
     tab = context.new_page()
     tab.set_default_timeout(30_000)
     yield tab
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    tab.screenshot(path=str(SCREENSHOTS / "last-page.png"))
+    screenshot(tab, "last-page", "hub")
     context.close()
 
 
@@ -36,12 +35,23 @@ def field(page: Page, label: str) -> Locator:
     return row.locator("input, textarea").first
 
 
-def log_in(page: Page, hub: Hub, user: str) -> None:
+def log_in(page: Page, hub: Hub, user: str, password: str | None = None) -> None:
     """Fill the hub's own login form."""
     page.goto(f"{hub.url}/hub/login")
     page.fill("#username_input", user)
-    page.fill("#password_input", PASSWORDS[user])
+    page.fill("#password_input", password or PASSWORDS[user])
     page.click("#login_submit")
+
+
+def test_a_new_member_lands_on_an_empty_list_that_says_what_to_do(page: Page, hub: Hub) -> None:
+    hub.add_member("fay", "fay-secret-44")
+    log_in(page, hub, "fay", "fay-secret-44")
+    page.wait_for_url(re.compile(r"/user/fay/voila/render/dashboard\.ipynb"), timeout=90_000)
+    empty = page.locator(".pico-list .pico-muted").filter(has_text="No experiments yet")
+    expect(empty).to_be_visible(timeout=90_000)
+    expect(empty).to_contain_text("Click “New experiment” above to create your first")
+    expect(page.get_by_role("link", name="JupyterLab")).to_have_attribute("href", "/user/fay/lab")
+    screenshot(page, "01-hub-empty-list", "hub")
 
 
 def test_alice_logs_in_runs_and_watches_live(page: Page, hub: Hub, tmp_path: Path) -> None:
@@ -73,8 +83,10 @@ def test_alice_logs_in_runs_and_watches_live(page: Page, hub: Hub, tmp_path: Pat
     expect(page.get_by_text(name).first).to_be_visible()  # HTML in a name shows as text
     assert lab.get_run(run.id).status == "completed"
 
+    screenshot(page, "02-hub-run-completed", "hub")
     page.goto(f"{hub.url}/services/pico/")  # a browser session reaches the service by OAuth
-    expect(page.locator("body")).to_contain_text('"username": "alice"')
+    expect(page.locator("body")).to_contain_text("alice")
+    assert json.loads(page.locator("body").inner_text())["username"] == "alice"
 
 
 def test_member_sees_own_folders_links_and_run_addresses(page: Page, hub: Hub) -> None:
@@ -89,6 +101,7 @@ def test_member_sees_own_folders_links_and_run_addresses(page: Page, hub: Hub) -
 
     page.get_by_role("button", name="New experiment").click()
     expect(page.locator(".pico-form .pico-hint")).to_have_text(f"Your folders: {hub.data}")
+    screenshot(page, "03-hub-form-own-folders", "hub")
 
     # A run's own address survives a reload under the hub, too.
     page.goto(page.url.split("?")[0] + f"?experiment={exp.id}&run={run.id}")
@@ -96,8 +109,7 @@ def test_member_sees_own_folders_links_and_run_addresses(page: Page, hub: Hub) -
     page.reload()
     expect(page.locator(".pico-run .pico-h3")).to_contain_text("Run 1", timeout=90_000)
     expect(page).to_have_title(re.compile(r"^Run 1 · Experiment \d+ · PICO workbench"))
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "run-address-after-reload.png"))
+    screenshot(page, "04-hub-run-address-after-reload", "hub")
 
     page.get_by_role("link", name="Log out").click()
     page.wait_for_url(re.compile(r"/hub/(login|logout)"), timeout=30_000)

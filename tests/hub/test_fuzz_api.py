@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pico_nb.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from pico_nb.hub import service
-from pico_nb.hub.client import RemoteLab, ServiceUnavailable
+from pico_nb.contract.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from pico_nb.hub import routes, wire
+from pico_nb.hub.client import RemoteLab
+from pico_nb.hub.transport import ServiceUnavailable
 
 from fuzz_values import bad_ids, deep_json, spoofed_text, unknown_words
 from lab_server import Hub, Response
@@ -91,10 +92,10 @@ def refused(answer: Response, where: str) -> dict[str, Any]:
 def _routes(eid: int, rid: int) -> list[tuple[str, str]]:
     """Every (method, path) the service serves, with real ids in the path."""
     out = []
-    for pattern, methods in service.ROUTES.items():
-        path = pattern.replace(service._ID.format("experiment_id"), str(eid))
-        path = path.replace(service._ID.format("run_id"), str(rid))
-        path = path.replace(service._ID.format("username"), "alice")
+    for pattern, methods in routes.ROUTES.items():
+        path = pattern.replace(routes.PATH_ID.format("experiment_id"), str(eid))
+        path = path.replace(routes.PATH_ID.format("run_id"), str(rid))
+        path = path.replace(routes.PATH_ID.format("username"), "alice")
         out += [(method, path) for method in methods]
     out += [("GET", f"runs/{rid}/log/download"), ("GET", f"runs/{rid}/log/follow")]
     return out
@@ -299,22 +300,22 @@ def test_one_error_path_maps_every_exception() -> None:
         (PermissionDenied("no"), 403),
         (NotFound("gone"), 404),
         (Conflict("busy"), 409),
-        (service.BodyTooLarge("big"), 413),
+        (wire.BodyTooLarge("big"), 413),
         (ServiceUnavailable("later"), 503),
     ]
     for exc, status in cases:
-        answered, body = service.error_answer(exc, 500, "Internal Server Error", None)
+        answered, body = wire.error_answer(exc, 500, "Internal Server Error", None)
         assert answered == status and body["error"] == type(exc).__name__
-    answered, body = service.error_answer(RuntimeError("db password is hunter2"), 500, "x", "abc1")
+    answered, body = wire.error_answer(RuntimeError("db password is hunter2"), 500, "x", "abc1")
     assert answered == 500
     assert body == {"error": "internal", "message": "internal error", "request_id": "abc1"}
 
 
 def test_depth_is_counted_outside_strings_only() -> None:
     tricky = json.dumps({"a": [[1, {"b": ']]]\\"[[[{{{'}]], "c": "\\\\"}).encode()
-    assert service.nesting_depth(tricky) == 4
-    assert service.nesting_depth(b'["unterminated [[[[') == 1
-    assert service.nesting_depth(deep_json(100_000)) == 100_001
+    assert wire.nesting_depth(tricky) == 4
+    assert wire.nesting_depth(b'["unterminated [[[[') == 1
+    assert wire.nesting_depth(deep_json(100_000)) == 100_001
 
 
 LEGITIMATE = {  # hostile-looking values that are fine where they are: no parameters changed,
@@ -374,10 +375,10 @@ def _body_fields(method: str, path: str, eid: int, rid: int) -> list[str]:
 
     from pico_nb.lab import Lab
 
-    for pattern, methods in service.ROUTES.items():
-        concrete = pattern.replace(service._ID.format("experiment_id"), str(eid))
-        concrete = concrete.replace(service._ID.format("run_id"), str(rid))
-        concrete = concrete.replace(service._ID.format("username"), "alice")
+    for pattern, methods in routes.ROUTES.items():
+        concrete = pattern.replace(routes.PATH_ID.format("experiment_id"), str(eid))
+        concrete = concrete.replace(routes.PATH_ID.format("run_id"), str(rid))
+        concrete = concrete.replace(routes.PATH_ID.format("username"), "alice")
         if concrete == path and method in methods:
             fn = methods[method](Lab)
             skip = {"self", "experiment_id", "run_id", "username"}

@@ -107,15 +107,10 @@ def _wait_until_unlocked(hub: Hub, key: str) -> None:
         time.sleep(max(0.0, (row.locked_until - utcnow()).total_seconds()) + 0.05)
 
 
-def _add(hub: Hub, name: str, password: str) -> None:
-    settings = load_settings(hub.root / "home")
-    Lab.operator(settings=settings).add_user(name, password)
-
-
 def test_repeated_failures_lock_the_account_then_the_right_password_is_accepted_at_once(
     hub: Hub,
 ) -> None:
-    _add(hub, "dave", "dave-secret-4")
+    hub.add_member("dave", "dave-secret-4")
     client = Browserless(hub)
     for _ in range(5):  # five free failures
         assert client.login("dave", "wrong-password")[0] == 403
@@ -138,7 +133,7 @@ def test_repeated_failures_lock_the_account_then_the_right_password_is_accepted_
 
 
 def test_forty_parallel_wrong_logins_are_throttled_as_a_sequence(hub: Hub) -> None:
-    _add(hub, "erin", "erin-secret-55")
+    hub.add_member("erin", "erin-secret-55")
     _set_throttle(hub, "user:erin", failures=8, locked_for=0)  # eight failures behind it
     clients = [Browserless(hub) for _ in range(40)]
     for client in clients:
@@ -159,7 +154,7 @@ def test_forty_parallel_wrong_logins_are_throttled_as_a_sequence(hub: Hub) -> No
 
 
 def test_a_lock_survives_a_hub_restart(hub: Hub) -> None:
-    _add(hub, "fred", "fred-secret-66")
+    hub.add_member("fred", "fred-secret-66")
     _set_throttle(hub, "user:fred", failures=12, locked_for=600)
     hub.restart()
     assert Browserless(hub).login("fred", "fred-secret-66")[0] == 429

@@ -1,8 +1,8 @@
 """The hub tests' run scenarios again, with the service submitting every run to Slurm.
 
-The test functions are the same objects as in test_api and test_survival; only the `hub`
-fixture differs: the service runs on PostgreSQL with executor = slurm against a real one-node
-cluster, and live logs flow through Redis.
+The test functions are the same objects as in test_api, test_browser (the dashboard in
+Chromium) and test_survival; only the `hub` fixture differs: the service runs on PostgreSQL
+with executor = slurm against a real one-node cluster, and live logs flow through Redis.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from test_api import test_follow_is_live, test_remote_lab_keeps_the_lab_contract
+from test_browser import page, test_alice_logs_in_runs_and_watches_live
 from test_survival import (
     test_run_survives_a_hub_restart,
     test_run_survives_stopping_the_users_server,
@@ -24,6 +25,8 @@ from slurm_cluster import SlurmCluster
 REDIS_URL = os.environ.get("PICO_NB_TEST_SLURM_REDIS", "redis://127.0.0.1:6379/10")
 
 __all__ = [
+    "page",
+    "test_alice_logs_in_runs_and_watches_live",  # the dashboard in Chromium, runs on Slurm
     "test_follow_is_live",
     "test_remote_lab_keeps_the_lab_contract",
     "test_run_survives_a_hub_restart",

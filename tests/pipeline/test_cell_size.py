@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pico_nb.pipeline import cellsize, score, synthetic
+from pico_nb.pipeline.flags import Flags
 
 pytestmark = pytest.mark.slow
 
@@ -77,11 +78,12 @@ def test_small_cells_get_suggested_values_and_the_clone_finds_them(
 
 
 def test_only_cell_sized_rejections_count_towards_a_suggestion() -> None:
-    flags = {"minArea": 50, "avgArea": 100, "rmbg_gsize": 6, "pixel_size": 2}
+    values = {"minArea": 50, "avgArea": 100, "rmbg_gsize": 6, "pixel_size": 2}
+    flags = Flags.from_values(values)
     size, suggestions = cellsize.advise([100] * 20, [20] * 10, flags)  # fragments, not cells
     assert suggestions == {} and size["rejected_by_min_area"] == 0
     size, suggestions = cellsize.advise([60] * 10, [45] * 10, flags)
     assert size["rejected_share"] == 0.5 and round(size["diameter_px"], 1) == 8.2
     assert suggestions["params"] == {"minArea": 26, "avgArea": 52, "rmbg_gsize": 4, "pixel_size": 1}
-    already = {**flags, **suggestions["params"]}  # flags that already say so: nothing to try
+    already = Flags.from_values({**values, **suggestions["params"]})  # they already say so
     assert cellsize.advise([60] * 10, [45] * 10, already)[1] == {}

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from pico_nb.errors import ValidationError
-from pico_nb.frames import detect_frames, discover
+from pico_nb.contract.errors import ValidationError
+from pico_nb.contract.sources import discover
+from pico_nb.frames import detect_frames
 from pico_nb.pipeline import score, synthetic
 from pico_nb.pipeline.load import FrameReader
 

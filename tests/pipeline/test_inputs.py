@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from pico_nb.frames import discover
+from pico_nb.contract.sources import discover
 from pico_nb.pipeline.load import FrameReader
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]

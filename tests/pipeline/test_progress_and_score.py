@@ -7,8 +7,10 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from pico_nb.contract.errors import ValidationError
 from pico_nb.pipeline import score
 from pico_nb.pipeline.progress import Progress, banner
 
@@ -56,3 +58,43 @@ def test_bad_frame_report_counts_hits_against_the_truth() -> None:
         "bad frames: 2 of 2 true bad frames found, 1 false alarm(s) "
         "(missed none, false alarms [12])"
     )
+
+
+def test_scoring_an_experiments_folder_names_its_runs(tmp_path: Path) -> None:
+    truth = tmp_path / "truth.json"
+    truth.write_text("[]")
+    experiment = tmp_path / "out"
+    for name in ("run-0001", "run-0002", "e7-run-0003"):
+        (experiment / name).mkdir(parents=True)
+        (experiment / name / "summary.json").write_text("{}")
+    with pytest.raises(ValidationError) as refused:
+        score.score(experiment, truth)
+    message = refused.value.errors["out_path"]
+    assert "is an experiment's output folder; score one of its finished runs" in message
+    assert str(experiment / "run-0002") in message and str(experiment / "e7-run-0003") in message
+    with pytest.raises(ValidationError, match=r"has no summary\.json"):
+        score.score(experiment / "run-0001" / "nothing", truth)
+
+
+def test_another_pipeline_s_cells_are_scored_like_a_run_s(tmp_path: Path) -> None:
+    """The suite2p side-by-side scores a label image: the truth itself is perfect, a shifted
+    copy matches by centre but not by overlap, and a missing cell costs recall."""
+    truth = tmp_path / "truth.json"
+    cells = [
+        [(r, c) for r in range(y, y + 6) for c in range(x, x + 6)] for y, x in ((5, 5), (30, 40))
+    ]
+    truth.write_text(json.dumps([{"coordinates": cell} for cell in cells]))
+    labels = np.zeros((64, 64), np.int32)
+    for k, cell in enumerate(cells, 1):
+        labels[tuple(np.array(cell).T)] = k
+    assert score.score_labels(labels, truth)["iou"]["f1"] == 1.0
+    shifted = np.roll(labels, 3, axis=1)
+    moved = score.score_labels(shifted, truth)
+    assert moved["centre"]["f1"] == 1.0 and moved["iou"]["matched"] == 0
+    labels[labels == 2] = 0
+    assert score.score_labels(labels, truth)["centre"] == {
+        "matched": 1,
+        "precision": 1.0,
+        "recall": 0.5,
+        "f1": pytest.approx(2 / 3),
+    }

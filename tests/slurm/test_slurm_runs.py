@@ -18,6 +18,7 @@ import pytest
 from pico_nb.lab import Lab
 from pico_nb.schemas import LogLine, RunRecord
 from pico_nb.settings import Settings, load_settings
+from pico_nb.widgets.resources import ResourcesView
 from pico_nb.widgets.run_panel import RunPanel
 
 from cluster import REDIS_URL, flushed_redis, wait_for
@@ -125,6 +126,29 @@ def test_two_runs_fill_the_node_and_a_third_waits_with_slurms_reason(world: Worl
 
     now = wait_for(two_running, 60, "two runs to start")
     waiting = next(r for r in now if r.status == "queued")
+    (node,) = lab.machines()  # sinfo's node, with the runs squeue places on it
+    assert (node.name, node.kind, node.state, node.cpus) == (
+        world.cluster.node,
+        "node",
+        "allocated",
+        2,
+    )
+    assert (node.cpus_busy, node.memory_total_mb, node.running) == (2, 2048, 2)
+    assert sorted(node.runs) == sorted(r.id for r in now if r.status == "running")
+    alice = world.lab("alice")
+    assert alice.machines()[0].runs == []  # bob's runs are not named to alice
+    jobs = {job.run_id: job for job in lab.queue().jobs}  # squeue on bob's own jobs only
+    assert sorted(jobs) == [r.id for r in runs] and alice.queue().jobs == []
+    assert (jobs[waiting.id].state, jobs[waiting.id].reason) == ("PENDING", "Resources")
+    assert {jobs[r].node for r in node.runs} == {world.cluster.node}
+    view = ResourcesView(lab, refresh_seconds=60)  # shows what the executor reported
+    try:
+        assert f"<b>{world.cluster.node}</b>" in view.machine.value
+        assert "2 of 2 CPUs allocated" in view.machine.value
+        row = f"<td>{waiting.job_id}</td><td>{waiting.id}</td><td>PENDING</td><td>Resources</td>"
+        assert row in view.workers.value
+    finally:
+        view.close()
     assert waiting.reason == f"Slurm job {waiting.job_id}: PENDING (Resources)"
     shown = subprocess.run(
         [sys.executable, "-m", "pico_nb.cli", "--user", "bob", "show", str(waiting.experiment_id)],
@@ -135,6 +159,17 @@ def test_two_runs_fill_the_node_and_a_third_waits_with_slurms_reason(world: Worl
     )
     assert shown.returncode == 0, shown.stderr
     assert f"Slurm job {waiting.job_id}: PENDING (Resources)" in shown.stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "pico_nb.cli", "--user", "bob", "workers"],
+        env=_cli_env(world),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split() for line in listed.stdout.splitlines()]  # not "no workers have …"
+    assert [world.cluster.node, "node", "allocated", "2/2", "allocated"] in [r[:5] for r in rows]
+    assert [waiting.job_id, str(waiting.id), "PENDING", "Resources"] in [r[:4] for r in rows]
     panel = RunPanel(waiting.id, lab)  # the dashboard's and JupyterLab's run view
     try:
         wait_for(lambda: "PENDING" in panel.stage_label.value, 30, "the panel's queue line")

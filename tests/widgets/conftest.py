@@ -16,6 +16,8 @@ from pico_nb.lab import Lab
 from pico_nb.settings import Settings
 from pico_nb.widgets.app import start_background, stop_background
 
+import chromium
+
 
 @pytest.fixture
 def lab(settings_for: Callable[..., Settings]) -> Lab:
@@ -39,7 +41,7 @@ def make_experiment(lab: Lab, frames: Path, tmp_path: Path) -> Callable[..., obj
 
 # ------------------------------------------------------------------ browser tests
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "widgets"
+SCREENSHOTS = chromium.SCREENSHOTS / "widgets"
 
 
 @dataclass
@@ -129,16 +131,6 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
 
 
 @pytest.fixture
-def screenshot(page: Page) -> Callable[[str], None]:
-    """Keep a picture of each view for people to look at (test-output/ is git-ignored)."""
-
-    def shoot(name: str) -> None:
-        """Voila scrolls inside the page, so grow the window to the app's height first."""
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        size = page.viewport_size or {"width": 1280, "height": 800}
-        height = page.evaluate("document.querySelector('.pico-dashboard').scrollHeight")
-        page.set_viewport_size({"width": size["width"], "height": max(size["height"], height + 60)})
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
-        page.set_viewport_size(size)
-
-    return shoot
+def screenshot(page: Page) -> Callable[[str], Path]:
+    """Keep a picture of each view the test reaches, in test-output/widgets/."""
+    return lambda name: chromium.screenshot(page, name, "widgets")

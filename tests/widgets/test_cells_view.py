@@ -38,7 +38,10 @@ def test_click_a_cell_see_its_trace_and_curate(
     assert float(max(viewer.traces.lines.x)) == pytest.approx(
         19.9
     )  # 200 frames at 10 Hz, in seconds
+    viewer.picker.value = (12,)  # a pick in the table marks the cell on the image too
+    assert list(viewer.markers.selected) == [11]
     viewer.pick([5, 12])  # several cells: overlaid, then stacked one above the other
+    assert list(viewer.markers.selected) == [4, 11]
     assert viewer.traces.lines.labels == ["#5", "#12"] and len(viewer.traces.lines.y) == 2
     viewer.traces.stacked.value = True
     assert min(viewer.traces.lines.y[0]) > 1.0  # raised by the tallest trace (cell 12: 1.2)

@@ -92,6 +92,9 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
     expect(run_panel.locator(".progress-bar")).to_have_attribute("style", re.compile("100%"))
     exp = served.lab.experiments()[0]
     assert exp.name == "Mouse 12 <day 3>" and exp.params["tqdm_steps"] == 20
+    stop = button(page, "Stop")  # one Stop on the page while the run runs: the run panel's
+    expect(stop).to_have_count(1)
+    expect(run_panel.get_by_role("button", name=re.compile(r"Stop$"))).to_be_visible()
     screenshot("03-detail-running")
 
     page.reload()  # the address names the experiment and run: the reload stays on them
@@ -111,6 +114,7 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
     write_preview(Path(run.output_path))  # what a pipeline leaves in the run's own folder
     gate.touch()
     expect(page.locator(".pico-run .pico-h3")).to_contain_text("completed", timeout=30_000)
+    expect(button(page, "Stop")).to_have_count(0)  # an ended run offers nothing to stop
     expect(page.locator(".pico-history tr")).to_have_count(3)
     expect(page.locator(".pico-history")).to_contain_text("cancelled")
     expect(page.locator(".pico-figure img")).to_be_visible()
@@ -145,6 +149,11 @@ def test_analyst_day(page: Page, served, screenshot) -> None:
     page.get_by_role("button", name="Resources").click()
     expect(page.locator(".pico-resources")).to_contain_text("Memory")
     screenshot("07-resources")
+    page.get_by_role("button", name="Notifications").click()
+    notices = page.locator(".pico-notifications")
+    expect(notices).to_contain_text("An open dashboard shows a notice when any run of yours ends")
+    expect(notices.get_by_placeholder("https://hooks.slack.com/services/…")).to_be_visible()
+    screenshot("07-notifications")
     button(page, "Experiments").click()
     expect(page.locator(".pico-list")).to_contain_text("completed")
     screenshot("08-list")
@@ -201,6 +210,12 @@ def test_cells_curation_and_compare_in_the_dashboard(page: Page, served, screens
     expect(page.locator(".pico-detail")).to_contain_text("Cells A", timeout=30_000)
     listed = page.locator(".pico-cell-list option").filter(has_text="#3 ")
     expect(listed).to_contain_text("rejected", timeout=30_000)
+    fifth = page.locator(".pico-cell-list option").filter(has_text="#5 ")
+    page.locator(".pico-cell-list select").select_option(fifth.get_attribute("value"))
+    expect(caption).to_contain_text("cell #5")
+    marked = viewer.locator(".bqplot .dot").nth(4)  # a pick in the list marks it on the image
+    expect(marked).to_have_css("stroke", "rgb(255, 255, 255)")
+    expect(viewer.locator(".bqplot .dot").nth(0)).to_have_css("opacity", "0.45")
     compare_both(page)
     table = page.locator(".pico-run-compare")
     expect(table).to_contain_text("cells accepted")
@@ -214,3 +229,39 @@ def test_cells_curation_and_compare_in_the_dashboard(page: Page, served, screens
     expect(match.locator(".pico-only-b")).to_have_text(str(on_disk.only_b))
     expect(page.locator(".pico-overlay")).to_be_visible()
     screenshot("10-compare-runs")
+
+
+def test_each_run_of_one_experiment_shows_its_own_results(page: Page, served, screenshot) -> None:
+    """Run, change a parameter, run again: picking Run 1 then Run 2 shows each run's numbers,
+    as its own folder on disk holds them (run 2 did not overwrite run 1)."""
+    from pico_nb import cells
+
+    lab = served.lab
+    exp = lab.create_experiment(
+        "Two runs", str(served.data / "input"), str(served.data / "two"), params={"cells": 12}
+    )
+    runs = []
+    for count in (12, 5):
+        lab.update_experiment(exp.id, params={"cells": count})
+        run = lab.run_experiment(exp.id)
+        assert lab.wait(run.id, timeout=120).status == "completed"
+        runs.append(lab.get_run(run.id))
+    assert [Path(r.output_path).name for r in runs] == ["run-0001", "run-0002"]
+
+    open_app(page, served.url)
+    page.get_by_role("button", name="Two runs").click()
+    picker = page.locator(".pico-detail .widget-dropdown").filter(has_text="Show").locator("select")
+    for run in runs:
+        folder = Path(run.output_path)
+        on_disk = cells.open_run(folder)
+        summary = json.loads((folder / "summary.json").read_text())
+        picker.select_option(label=f"Run {run.number}")
+        expect(page.locator(".pico-run .pico-h3")).to_contain_text(f"Run {run.number}")
+        numbers = page.locator(".pico-results .pico-kpi")
+        expect(numbers.filter(has_text="neurons found")).to_contain_text(str(summary["neurons"]))
+        expect(page.locator(".pico-cells")).to_contain_text(f"Cells ({on_disk.count})")
+        expect(page.locator(".pico-cells .bqplot .dot")).to_have_count(on_disk.count)
+        hint = page.locator(".pico-traces").get_by_text("Click a cell on the image or pick it")
+        expect(hint).to_be_visible()  # the empty trace plot says how to fill it
+        screenshot(f"19-results-run-{run.number}")
+    assert [cells.open_run(Path(r.output_path)).count for r in runs] == [12, 5]

@@ -10,14 +10,14 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 
+from pico_nb.contract.spec import builtin_spec
 from pico_nb.lab import Lab
-from pico_nb.params import builtin_spec
 
+from chromium import AT_BOTTOM
 from support import write_frames
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SIZE = {"width": 1400, "height": 900}
-AT_BOTTOM = "s => s.scrollHeight - s.scrollTop - s.clientHeight < 30"
 
 
 def open_app(page: Page, url: str) -> None:
@@ -179,6 +179,9 @@ def test_run_view_follows_the_log_queues_notifies_and_survives_reload(
     assert page.evaluate("window.picoNotes")[0] == "Run 1 of “long log” completed | exit code 0"
     expect(page.locator(".pico-toast")).to_contain_text("Run 1 of “long log” completed")
     expect(page.locator(".pico-toast")).to_be_in_viewport()
+    toast = page.locator(".pico-toast").bounding_box()
+    bar = page.locator(".pico-header").bounding_box()
+    assert toast and bar and toast["y"] > bar["y"] + bar["height"]  # it hides no header link
     screenshot("14-run-finished-notified")
 
     # Back and forward work: list, then the experiment again.

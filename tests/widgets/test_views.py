@@ -102,10 +102,11 @@ def test_detail_runs_stops_and_shows_history(lab: Lab, make_experiment, tmp_path
         assert "Not run yet" in view.history.value
         view.buttons["Run"].click()
         until(lambda: view.panel is not None and "waiting" in view.panel.log_view.lines)
-        assert view.buttons["Run"].disabled and not view.buttons["Stop"].disabled
+        assert view.buttons["Run"].disabled and "Stop" not in view.buttons  # the panel's only
+        assert not view.panel.stop_button.disabled
         # A stop sent before the supervisor has reported once can kill it (a core race, reported).
         until(lambda: lab.get_run(view.panel.run_id).pid is not None)
-        view.buttons["Stop"].click()
+        view.panel.stop_button.click()
         until(lambda: view.panel.status == "cancelled")
         until(lambda: "cancelled" in view.history.value)
         gate.touch()
@@ -320,6 +321,7 @@ def test_dashboard_navigation(lab: Lab, frames: Path, tmp_path: Path) -> None:
     assert board.list_view._ticker._stopped.is_set()
 
 
+@pytest.mark.slow
 def test_two_runs_of_one_experiment_compare_from_its_page_and_keep_their_address(
     lab: Lab, make_experiment
 ) -> None:
@@ -340,10 +342,43 @@ def test_two_runs_of_one_experiment_compare_from_its_page_and_keep_their_address
         board.open_route("view=list")
         board.open_route(f"view=compare&runs={runs}")  # a reload lands on the same comparison
         assert "re-run · run 2" in board.compare_view.run_table.value
+        third = lab.wait(lab.run_experiment(exp.id).id, timeout=60)
+        board.open_route(f"view=compare&runs={runs}")
+        board.compare_view.run_pickers.children[1].value = third.id  # another run, by hand
+        assert "re-run · run 3" in board.compare_view.run_table.value
+        picked = f"{first.id},{third.id}"
+        assert f"&quot;runs&quot;: &quot;{picked}&quot;" in board.router.value
+        assert "data-push" not in board.router.value  # a choice replaces the address
+        board.open_route(f"view=compare&runs={picked}")  # and a reload keeps that choice
+        assert [p.value for p in board.compare_view.run_pickers.children] == [first.id, third.id]
     finally:
         board.close()
 
 
+@pytest.mark.slow
+def test_compared_experiments_keep_the_runs_picked_for_them(lab: Lab, make_experiment) -> None:
+    a, b = make_experiment("a"), make_experiment("b", lines=9)
+    a1, a2, b1 = (lab.wait(lab.run_experiment(e.id).id, timeout=60) for e in (a, a, b))
+    board = Dashboard(lab, routing=True)
+    try:
+        board.compare([a.id, b.id])
+        pickers = board.compare_view.run_pickers.children
+        assert [p.value for p in pickers] == [a2.id, b1.id]  # each one's latest finished run
+        pickers[0].value = a1.id
+        assert f"&quot;compare&quot;: &quot;{a.id},{b.id}&quot;" in board.router.value
+        assert f"&quot;runs&quot;: &quot;{a1.id},{b1.id}&quot;" in board.router.value
+        board.open_route("view=list")
+        board.open_route(f"view=compare&compare={a.id},{b.id}&runs={a1.id},{b1.id}")  # reload
+        view = board.compare_view
+        assert [p.value for p in view.run_pickers.children] == [a1.id, b1.id]
+        assert "lines" in view.table.value  # the experiments' differences are still shown
+        board.open_route(f"view=compare&compare={a.id},{b.id}&runs={b1.id},{a1.id}")
+        assert [p.value for p in view.run_pickers.children] == [a2.id, b1.id]  # not theirs
+    finally:
+        board.close()
+
+
+@pytest.mark.slow
 def test_dashboard_routes(lab: Lab, make_experiment) -> None:
     exp = make_experiment("routed")
     run = lab.wait(lab.run_experiment(exp.id).id, timeout=60)

@@ -1,0 +1,1 @@
+"""The `pico-nb` command line: every Lab operation, with one-line errors and stable --json."""
