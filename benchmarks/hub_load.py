@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -296,14 +297,20 @@ class Bench:
                     errors[answer.code] += 1
 
         started = time.monotonic()
-        service = Usage(listeners(self.hub.service_port))
+        usage = {
+            "service": Usage(listeners(self.hub.service_port)),
+            "proxy": Usage(listeners(self.hub.port)),
+            "clients": Usage([psutil.Process()]),  # the load itself shares the two cores
+        }
         await asyncio.gather(*(client(i) for i in range(self.args.api_clients)))
         rate = len(times) / (time.monotonic() - started)
         where = "straight to the service" if straight else "through the proxy"
+        cpu = ", ".join(
+            f"{name} {1000 * u.cpu_used() / max(len(times), 1):.1f}" for name, u in usage.items()
+        )
         print(
             f"GET /experiments, {self.args.api_clients} clients, {where}: {rate:.0f} req/s, "
-            f"{summary(times)}, errors {dict(errors) or 'none'}; "
-            f"service CPU {1000 * service.cpu_used() / max(len(times), 1):.1f} ms per request"
+            f"{summary(times)}, errors {dict(errors) or 'none'}; CPU ms per request: {cpu}"
         )
 
 
@@ -339,6 +346,7 @@ async def main(args: argparse.Namespace) -> None:
         print(f"load average {os.getloadavg()}")
     finally:
         hub.stop()
+        shutil.rmtree(root, ignore_errors=True)  # runs' logs and outputs: never left behind
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 import redis
 
 from pico_nb.lab import Lab
+from pico_nb.schemas import LogLine
 from pico_nb.settings import Settings, load_settings
 
 from support import TEST_PIPELINE, free_port, write_frames
@@ -36,6 +38,28 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class LiveFollow:
+    """A run's log followed in a thread from before its first line, as a viewer would."""
+
+    def __init__(self, lab: Lab, run_id: int, cue: str = "waiting") -> None:
+        self.events: list[LogLine] = []
+        self.cued = threading.Event()  # the run printed ``cue``: it is live now
+        self._thread = threading.Thread(target=self._follow, args=(lab, run_id, cue))
+        self._thread.start()
+
+    def _follow(self, lab: Lab, run_id: int, cue: str) -> None:
+        for event in lab.follow_log(run_id):
+            self.events.append(event)
+            if event.line == cue:
+                self.cued.set()
+
+    def lines(self, timeout: float) -> list[str]:
+        """The lines seen, once the follow has ended with the run."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the follow did not end with the run"
+        return [e.line for e in self.events if e.line is not None]
 
 
 class Cluster:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 from pico_nb import logstream
 from pico_nb.models import LogBytes, Run
-from pico_nb.schemas import LogLine, RunRecord
+from pico_nb.schemas import RunRecord
 
-from cluster import Cluster, wait_for
+from cluster import Cluster, LiveFollow, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -104,26 +103,14 @@ def test_follower_sees_live_lines_from_a_worker(cluster: Cluster) -> None:
     release = cluster.data / "release-follow"
     exp = cluster.experiment(lab, "follow", lines=5, tqdm_steps=8, wait_file=str(release))
     run = lab.run_experiment(exp)
-    seen: list[LogLine] = []
-    waiting = threading.Event()
-
-    def follow() -> None:
-        for event in lab.follow_log(run.id):
-            seen.append(event)
-            if event.line == "waiting":
-                waiting.set()
-
-    follower = threading.Thread(target=follow)
-    follower.start()
-    assert waiting.wait(30), [e.line for e in seen]
+    follow = LiveFollow(lab, run.id)
+    assert follow.cued.wait(30), [e.line for e in follow.events]
     assert lab.get_run(run.id).status == "running"  # seen live, not after the end
     release.touch()
-    follower.join(30)
-    assert not follower.is_alive()
-    lines = [e.line for e in seen if e.line is not None]
+    lines = follow.lines(30)
     assert lines[-1] == "# finished: completed (exit code 0)"
     assert [ln for ln in lines if ln.startswith("line ")] == [f"line {i}" for i in range(5)]
-    assert any(e.progress == 1.0 and e.stage == "motion correction" for e in seen)
+    assert any(e.progress == 1.0 and e.stage == "motion correction" for e in follow.events)
     done = lab.get_run(run.id)
     assert (done.stage, done.progress, done.exit_code) == ("motion correction", 1.0, 0)
     with lab.db.read() as session:  # kept centrally; the stream only expires

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,12 @@ from typing import Any
 import pytest
 
 from pico_nb.lab import Lab
-from pico_nb.schemas import LogLine, RunRecord
+from pico_nb.schemas import RunRecord
 from pico_nb.settings import Settings, load_settings
 from pico_nb.widgets.resources import ResourcesView
 from pico_nb.widgets.run_panel import RunPanel
 
-from cluster import REDIS_URL, flushed_redis, wait_for
+from cluster import REDIS_URL, LiveFollow, flushed_redis, wait_for
 from slurm_cluster import SlurmCluster
 from support import TEST_PIPELINE, write_frames
 
@@ -87,24 +86,12 @@ def test_a_run_completes_with_its_log_followed_live(world: World) -> None:
     run = world.start(lab, "follow", lines=5, tqdm_steps=4, wait_file=str(release))
     assert run.status == "queued" and run.job_id and run.job_id.isdigit()
     assert run.reason == f"Slurm job {run.job_id}: submitted"
-    seen: list[LogLine] = []
-    waiting = threading.Event()
-
-    def follow() -> None:
-        for event in lab.follow_log(run.id):
-            seen.append(event)
-            if event.line == "waiting":
-                waiting.set()
-
-    follower = threading.Thread(target=follow)
-    follower.start()
-    assert waiting.wait(60), [e.line for e in seen]
+    follow = LiveFollow(lab, run.id)
+    assert follow.cued.wait(60), [e.line for e in follow.events]
     live = lab.get_run(run.id)
     assert live.status == "running" and live.worker == f"slurm job {run.job_id}"
     release.touch()
-    follower.join(60)
-    assert not follower.is_alive()
-    lines = [e.line for e in seen if e.line is not None]
+    lines = follow.lines(60)
     assert lines[-1] == "# finished: completed (exit code 0)"
     assert [ln for ln in lines if ln.startswith("line ")] == [f"line {i}" for i in range(5)]
     assert f"({live.worker})" in lines[1]
