@@ -8,14 +8,17 @@ while they stream, probes login (`GET /hub/login`), `whoami` and starting a run.
 per-line latency (printed -> parsed by the follower) p50/p95/max, lines missed, errors by status,
 CPU and RSS of the service and the proxy, probe latencies, and run-start latency. Last, 50 API
 clients call `GET /experiments` for a fixed time, through the proxy and straight to the service
-(with the service's CPU time per request, the figure a loaded machine disturbs least).
+(with the service's CPU time per request, the figure a loaded machine disturbs least): first as
+fast as they are answered (the most the server does: with 50 clients waiting on each other,
+latency is 50 / throughput by construction), then together at a fixed rate (`--api-rate`,
+default the goal's 300 req/s), which gives the latency a lab sees at that load.
 Everything is bounded in count and time and stops by itself.
 
 Goals (issue 19): with 200 followers, line p95 < 500 ms, 0 missed, 0 errors, login and API
 p95 < 200 ms meanwhile, run start < 500 ms; `GET /experiments` >= 300 req/s at p95 < 200 ms.
 
     .venv/bin/python benchmarks/hub_load.py [--followers 100,200] [--lines 600] [--api-seconds 15]
-        [--service-processes 1]
+        [--service-processes 1] [--api-rate 300]
 """
 
 from __future__ import annotations
@@ -278,16 +281,24 @@ class Bench:
         for name, values in probes.items():
             print(f"{name} under load ({len(values)}): {summary(values)}")
 
-    async def api(self, straight: bool) -> None:
-        """50 clients calling GET /experiments as fast as they get answers, for a fixed time."""
+    async def api(self, straight: bool, rate: float = 0.0) -> None:
+        """50 clients calling GET /experiments for a fixed time: as fast as they get answers
+        (``rate`` 0: the most the lab server can do), or together at ``rate`` requests a second,
+        each on its own schedule, a latency counted from the scheduled send so that a late
+        answer's wait counts (no coordinated omission)."""
+        clients = self.args.api_clients
         deadline = time.monotonic() + self.args.api_seconds
         times: list[float] = []
         errors: Counter[int] = Counter()
 
         async def client(i: int) -> None:
             user = MEMBERS[i % len(MEMBERS)]
-            while time.monotonic() < deadline:
-                started = time.monotonic()
+            period = clients / rate if rate else 0.0
+            due = time.monotonic() + period * i / clients
+            while due < deadline:
+                if (wait := due - time.monotonic()) > 0:
+                    await asyncio.sleep(wait)
+                started = due if rate else time.monotonic()
                 request = self.request(
                     user, "GET", "experiments?limit=50", straight, request_timeout=60
                 )
@@ -295,6 +306,7 @@ class Bench:
                 times.append(time.monotonic() - started)
                 if answer.code != 200:
                     errors[answer.code] += 1
+                due = due + period if rate else time.monotonic()
 
         started = time.monotonic()
         usage = {
@@ -302,14 +314,15 @@ class Bench:
             "proxy": Usage(listeners(self.hub.port)),
             "clients": Usage([psutil.Process()]),  # the load itself shares the two cores
         }
-        await asyncio.gather(*(client(i) for i in range(self.args.api_clients)))
-        rate = len(times) / (time.monotonic() - started)
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        achieved = len(times) / (time.monotonic() - started)
         where = "straight to the service" if straight else "through the proxy"
+        pace = f"paced at {rate:.0f} req/s" if rate else "as fast as answered"
         cpu = ", ".join(
             f"{name} {1000 * u.cpu_used() / max(len(times), 1):.1f}" for name, u in usage.items()
         )
         print(
-            f"GET /experiments, {self.args.api_clients} clients, {where}: {rate:.0f} req/s, "
+            f"GET /experiments, {clients} clients {pace}, {where}: {achieved:.0f} req/s, "
             f"{summary(times)}, errors {dict(errors) or 'none'}; CPU ms per request: {cpu}"
         )
 
@@ -341,8 +354,9 @@ async def main(args: argparse.Namespace) -> None:
             await bench.phase(followers, gates)
             print(f"load average {os.getloadavg()}", flush=True)
         print(f"\n== API with {RUNS * len(args.followers)} runs recorded ==")
-        await bench.api(straight=False)
-        await bench.api(straight=True)
+        for rate in (0.0, args.api_rate):
+            await bench.api(straight=False, rate=rate)
+            await bench.api(straight=True, rate=rate)
         print(f"load average {os.getloadavg()}")
     finally:
         hub.stop()
@@ -357,5 +371,6 @@ if __name__ == "__main__":
     parser.add_argument("--lines", type=int, default=600)
     parser.add_argument("--api-clients", type=int, default=50)
     parser.add_argument("--api-seconds", type=float, default=15.0)
+    parser.add_argument("--api-rate", type=float, default=300.0, help="the paced phase's req/s")
     parser.add_argument("--service-processes", type=int, default=1)
     asyncio.run(main(parser.parse_args()))

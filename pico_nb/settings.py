@@ -121,7 +121,8 @@ class Settings(BaseModel):
         gt=0,
         json_schema_extra=SAME_ON_WORKERS,
         description="Heartbeat age after which a run whose supervisor is gone is lost (and a "
-        "worker is listed as lost).",
+        "worker is listed as lost); a Slurm job that Slurm still runs gets db_outage_seconds "
+        "more, as its node may only have lost the database.",
     )
     db_outage_seconds: float = Field(
         120.0,

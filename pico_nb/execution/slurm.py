@@ -191,7 +191,7 @@ class SlurmExecutor(QueueKeeping):
         if run.status == "queued":
             run.reason = slurm_commands.pending(view)
             return False, False
-        if _stale(run, self.settings, now):
+        if _stale(run, self.settings, now, vouched=view.state == "RUNNING"):
             last = run.heartbeat_at.strftime("%H:%M:%S UTC") if run.heartbeat_at else "?"
             bookkeeping.finish(
                 run,
@@ -309,14 +309,18 @@ def _submission_due(run: Run) -> bool:
     return sent is None or utcnow() - sent > RESUBMIT_AFTER
 
 
-def _stale(run: Run, settings: Settings, now: datetime) -> bool:
+def _stale(run: Run, settings: Settings, now: datetime, vouched: bool = False) -> bool:
     """The supervisor has not reported for longer than the lab allows. A job that reports
     through the pico service could not while no service was up to hear it: its silence
-    counts from this process's start at the earliest, so a service restart loses no run."""
+    counts from this process's start at the earliest, so a service restart loses no run.
+    A job Slurm ``vouched`` for as running may be riding out an outage between its node and
+    the database or service, so it is given the supervisor's own ``db_outage_seconds`` too:
+    cancelling it sooner would kill a run its supervisor would have carried through."""
     beat = run.heartbeat_at
     if beat is not None and run.report_token_hash is not None:
         beat = max(beat, STARTED)
-    return beat is not None and now - beat > timedelta(seconds=settings.lost_after_seconds)
+    allowed = settings.lost_after_seconds + (settings.db_outage_seconds if vouched else 0.0)
+    return beat is not None and now - beat > timedelta(seconds=allowed)
 
 
 def _past_grace(run: Run, settings: Settings, now: datetime) -> bool:

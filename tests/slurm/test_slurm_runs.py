@@ -3,6 +3,7 @@ Redis carries live logs, and every run is a batch job whose process is the run's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -218,6 +219,36 @@ def test_a_killed_supervisor_is_lost_within_the_heartbeat_window(world: World) -
     os.kill(pid, signal.SIGKILL)
     done = world.settled(lab, run.id, "failed", timeout=10)
     assert done.reason.startswith(f"lost: Slurm job {run.job_id} ended FAILED")
+
+
+def test_a_silent_supervisor_of_a_running_job_gets_the_outage_allowance(world: World) -> None:
+    """Slurm says the job runs, so its node may only have lost the database: it is cancelled
+    once its supervisor would itself have given up, not after the bare heartbeat window."""
+    from datetime import timedelta
+
+    from pico_nb.models import Run, utcnow
+
+    outage = 4.0
+    lab = world.lab(db_outage_seconds=outage)
+    run = world.start(lab, "silent", wait_file=str(world.root / "never"))
+    world.settled(lab, run.id, "running")
+    with lab.db.read() as session:
+        pid = session.get(Run, run.id).supervisor_pid
+    os.kill(pid, signal.SIGSTOP)  # reports no more, while Slurm still runs the job
+    try:
+        with lab.db.read() as session:
+            allowance_ends = session.get(Run, run.id).heartbeat_at + timedelta(
+                seconds=lab.settings.lost_after_seconds + outage
+            )
+        done = world.settled(lab, run.id, "failed", timeout=30)
+        assert utcnow() >= allowance_ends  # still running through the bare 5 s window
+        assert done.reason.startswith(f"lost: the supervisor of Slurm job {run.job_id} stopped")
+        assert done.reason.endswith("job cancelled")
+        assert world.cluster.wait_finished(str(run.job_id))["JobState"] == "CANCELLED"
+    finally:
+        world.cluster.run("scancel", "--signal=KILL", str(run.job_id), check=False)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
 
 
 def test_a_run_survives_the_process_that_submitted_it(world: World) -> None:
