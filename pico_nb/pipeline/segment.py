@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from pico_nb.pipeline.store import converted
+
 _DETREND_BINS = 40
 _FLOOR_MADS = 6
 _MIN_SOLIDITY = 0.6
@@ -102,7 +104,8 @@ def normalise(movie: np.ndarray, window: int = 7) -> tuple[np.ndarray, np.ndarra
     noise is the mean absolute bin-to-bin difference (√π/2 of it is σ for Gaussian noise),
     which a neuron's slow transients barely inflate; the peak is taken over pairs of bins.
     """
-    data = np.array(movie, np.float32)
+    data = converted(movie, np.float32)
+    data = data.copy() if data is movie else data  # normalised in place
     if window < len(data):
         flat = data.reshape(len(data), -1)  # rows are bins: a vertical kernel runs in time
         kernel = np.ones((window, 1), np.uint8)

