@@ -171,7 +171,8 @@ def test_a_stop_racing_a_claim_stops_the_claimed_run(
     stopper = threading.Thread(target=lambda: stopped.append(lab.stop_run(second.id)))
     with lab.db.write() as session:  # another process claims the run; the stop arrives meanwhile
         wider = settings.model_copy(update={"max_concurrent_runs": 2})
-        assert local._claim(session, wider) == [second.id]
+        plans = local._claim(session, wider)
+        assert list(plans) == [second.id]
         session.flush()
         stopper.start()
         with psycopg.connect(pg_url, autocommit=True) as watcher:
@@ -184,7 +185,7 @@ def test_a_stop_racing_a_claim_stops_the_claimed_run(
             )
     stopper.join(30)
     assert stopped and stopped[0].status == "running"  # the claim stands, with the stop on it
-    local._launch(lab.db, settings, second.id)  # the claimer goes on to launch it
+    local._launch(lab.db, settings, second.id, plans[second.id])  # the claimer launches it
     done = lab.wait(second.id, timeout=60)
     assert (done.status, done.reason) == ("cancelled", "stopped by alice")
     gate.touch()
@@ -200,7 +201,7 @@ from pico_nb.logstream import STREAM_TTL, stream_key
 from pico_nb.settings import Settings
 settings = Settings.model_validate_json(sys.argv[1])
 with open_database(settings.effective_database_url).write() as session:
-    print(local._claim(session, settings), flush=True)
+    print(list(local._claim(session, settings)), flush=True)
 os.kill(os.getpid(), signal.SIGKILL)  # the claim is committed; no supervisor was launched
 """
 

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import IO
+from typing import IO, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,18 +40,22 @@ from pico_nb.schemas import MachineRecord, QueueRecord
 from pico_nb.settings import Settings
 
 
-def _claim(session: Session, settings: Settings) -> list[int]:
-    """Move queued runs into free slots by the queue policy, within the GPU pool."""
+def _claim(session: Session, settings: Settings) -> dict[int, dict[str, Any]]:
+    """Move queued runs into free slots by the queue policy, within the GPU pool.
+
+    Each claimed run's launch plan is read in the same transaction, so starting a run costs
+    one write here and no further read.
+    """
     lock_queue(session)
-    running = list(session.scalars(select(Run).where(Run.status == "running")))
-    free = settings.max_concurrent_runs - len(running)
+    in_use = list(session.scalars(select(Run.gpus).where(Run.status == "running")))
+    free = settings.max_concurrent_runs - len(in_use)
     if free <= 0:
-        return []
-    used_gpus = {g for run in running for g in (run.gpus or "").split(",") if g}
+        return {}
+    used_gpus = {g for gpus in in_use for g in (gpus or "").split(",") if g}
     spare_gpus = [g for g in settings.gpus if g not in used_gpus]
     line = queue_policy.read_line(session)
-    claimed: list[int] = []
-    while len(claimed) < free and (not settings.gpus or spare_gpus):
+    plans: dict[int, dict[str, Any]] = {}
+    while len(plans) < free and (not settings.gpus or spare_gpus):
         run_id = line.take(settings.max_runs_per_user)
         if run_id is None:
             break
@@ -60,29 +64,32 @@ def _claim(session: Session, settings: Settings) -> list[int]:
             run.gpus = spare_gpus.pop(0)
         now = utcnow()
         run.status, run.started_at, run.heartbeat_at, run.host = "running", now, now, HOST
-        claimed.append(run.id)
-    return claimed
+        plans[run.id] = launch_plan(run, settings)
+    return plans
 
 
 def dispatch(db: Database, settings: Settings) -> list[int]:
+    """Fill free slots, after a cheap read that finds most calls have no queue to serve."""
+    with db.read() as session:  # skip taking the write lock when nothing waits
+        if session.scalar(select(Run.id).where(Run.status == "queued").limit(1)) is None:
+            return []
+    return fill_slots(db, settings)
+
+
+def fill_slots(db: Database, settings: Settings) -> list[int]:
     """Claim free slots in one transaction, then launch a supervisor for each claimed run."""
     if settings.member_accounts and os.geteuid() == 0:
         return []  # on a lab server only the service account launches runs, never root
-    with db.read() as session:  # most calls find no queue: skip taking the write lock
-        if session.scalar(select(Run.id).where(Run.status == "queued").limit(1)) is None:
-            return []
     with db.write() as session:
-        claimed = _claim(session, settings)
-    for run_id in claimed:
-        _launch(db, settings, run_id)
-    return claimed
+        plans = _claim(session, settings)
+    for run_id, plan in plans.items():
+        _launch(db, settings, run_id, plan)
+    return list(plans)
 
 
-def _launch(db: Database, settings: Settings, run_id: int) -> None:
+def _launch(db: Database, settings: Settings, run_id: int, plan: dict[str, Any]) -> None:
     """Start the supervisor detached: own session, stdin closed, output to a file."""
     out_dir = private_folder(settings.home / "logs" / "supervisors")
-    with db.read() as session:
-        plan = launch_plan(run_row(session, run_id), settings)
     env = dict(os.environ)
     env[SETTINGS_ENV] = settings.model_dump_json()
     env[PLAN_ENV] = json.dumps(plan)
@@ -146,7 +153,7 @@ class LocalExecutor(QueueKeeping):
 
     def submit(self, run_id: int) -> None:
         """Start the run now if a slot is free; otherwise it waits its turn in the queue."""
-        dispatch(self.db, self.settings)
+        fill_slots(self.db, self.settings)  # a run was just queued: no need to look first
 
     def stop(self, run_id: int) -> None:
         """Wake the run's supervisor so it acts on the stop request at once."""
