@@ -4,7 +4,8 @@ Starts a real `pico-nb hub` (JupyterHub, the Node proxy, the pico service; SQLit
 in a temporary folder with five members, then for each follower count (default 100, 200):
 starts 20 runs of the test pipeline that print a timestamped line every 50 ms (600 lines), opens
 the followers on `/services/pico/api/runs/ID/log/follow` spread over the runs and members, and
-while they stream, probes login (`GET /hub/login`), `whoami` and starting a run. It prints the
+while they stream, probes login (`GET /hub/login`), `whoami` and starting a run from a process of
+its own (as a browser would; the followers' event loop would add its own delays). It prints the
 per-line latency (printed -> parsed by the follower) p50/p95/max, lines missed, errors by status,
 CPU and RSS of the service and the proxy, probe latencies, and run-start latency. Last, 50 API
 clients call `GET /experiments` for a fixed time, through the proxy and straight to the service
@@ -26,12 +27,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -142,17 +146,19 @@ class Stream:
                         self.latencies.append(now - float(printed))
 
 
-class Bench:
-    def __init__(self, hub: Hub, args: argparse.Namespace) -> None:
-        self.hub, self.args = hub, args
-        self.client = AsyncHTTPClient()
-        self.tokens = {m: hub.token(m) for m in MEMBERS}
-        self.experiments: dict[str, list[int]] = {m: [] for m in MEMBERS}
-        self.probe_experiment = 0
+@dataclass(frozen=True)
+class Api:
+    """The lab server as its members' clients see it; plain data, so a probing process of its
+    own can be handed it."""
+
+    hub_url: str
+    api: str
+    service_api: str
+    tokens: dict[str, str]
 
     def request(self, user: str, method: str, path: str, straight: bool = False, **kw: Any) -> Any:
         """A pico API request as a member, through the proxy unless ``straight``."""
-        base = self.hub.service_url() + "api/" if straight else f"{self.hub.api}/"
+        base = self.service_api if straight else self.api
         headers = {"Authorization": f"token {self.tokens[user]}"}
         return HTTPRequest(base + path, method=method, headers=headers, connect_timeout=60, **kw)
 
@@ -161,12 +167,58 @@ class Bench:
         data = None if body is None else json.dumps(body)
         if method == "POST" and data is None:
             data = ""
-        answer = await self.client.fetch(
+        answer = await AsyncHTTPClient().fetch(
             self.request(user, method, path, body=data, request_timeout=120), raise_error=False
         )
         if answer.code >= 400:
             raise RuntimeError(f"{method} {path}: {answer.code} {answer.body[:200]!r}")
         return json.loads(answer.body) if answer.body else None
+
+    async def start_run(self, experiment: int) -> float:
+        """Seconds to start the probe run (its answer), after the previous one ended."""
+        started = time.monotonic()
+        run = await self.call("alice", "POST", f"experiments/{experiment}/run")
+        took = time.monotonic() - started
+        while (await self.call("alice", "GET", f"runs/{run['id']}"))["status"] in (
+            "queued",
+            "running",
+        ):
+            await asyncio.sleep(0.1)
+        return took
+
+    async def probes(self, experiment: int, stop: Connection) -> dict[str, list[float]]:
+        """Login page, whoami and a run start, one after another until told to stop."""
+        times: dict[str, list[float]] = {"login": [], "whoami": [], "run start": []}
+        n = 0
+        while not stop.poll():
+            started = time.monotonic()
+            page = await AsyncHTTPClient().fetch(f"{self.hub_url}/hub/login", raise_error=False)
+            times["login"].append(time.monotonic() - started)
+            assert page.code == 200, page.code
+            started = time.monotonic()
+            await self.call("bob", "GET", "whoami")
+            times["whoami"].append(time.monotonic() - started)
+            if n % 5 == 0:
+                times["run start"].append(await self.start_run(experiment))
+            n += 1
+            await asyncio.sleep(0.2)
+        return times
+
+
+def probe_process(api: Api, experiment: int, pipe: Connection) -> None:
+    """The probes from a process of their own, as a member's browser is: timed on the
+    followers' event loop they would also count that loop's own delays."""
+    pipe.send(asyncio.run(api.probes(experiment, pipe)))
+
+
+class Bench:
+    def __init__(self, hub: Hub, args: argparse.Namespace) -> None:
+        self.hub, self.args = hub, args
+        self.client = AsyncHTTPClient()
+        tokens = {m: hub.token(m) for m in MEMBERS}
+        self.server = Api(hub.url, f"{hub.api}/", hub.service_url() + "api/", tokens)
+        self.experiments: dict[str, list[int]] = {m: [] for m in MEMBERS}
+        self.probe_experiment = 0
 
     async def setup(self, gates: Path) -> None:
         """Four experiments per member, each printing its ticks once its gate file exists."""
@@ -184,7 +236,7 @@ class Bench:
                 },
             }
             self.experiments[member].append(
-                (await self.call(member, "POST", "experiments", body))["id"]
+                (await self.server.call(member, "POST", "experiments", body))["id"]
             )
         probe = {
             "name": "probe",
@@ -192,23 +244,12 @@ class Bench:
             "output_path": str(self.hub.data / "out" / "probe"),
             "params": {"lines": 1},
         }
-        self.probe_experiment = (await self.call("alice", "POST", "experiments", probe))["id"]
-
-    async def start_run(self) -> float:
-        """Seconds to start the probe run (its answer), after the previous one ended."""
-        started = time.monotonic()
-        run = await self.call("alice", "POST", f"experiments/{self.probe_experiment}/run")
-        took = time.monotonic() - started
-        while (await self.call("alice", "GET", f"runs/{run['id']}"))["status"] in (
-            "queued",
-            "running",
-        ):
-            await asyncio.sleep(0.1)
-        return took
+        made = await self.server.call("alice", "POST", "experiments", probe)
+        self.probe_experiment = made["id"]
 
     async def follow(self, user: str, run_id: int, stream: Stream, errors: Counter[str]) -> None:
         """One follower until its run ends; a refusal or a cut stream is counted as an error."""
-        request = self.request(
+        request = self.server.request(
             user,
             "GET",
             f"runs/{run_id}/log/follow",
@@ -222,24 +263,6 @@ class Bench:
         elif not stream.ended:
             errors["stream cut" if not stream.resumed else "resume"] += 1
 
-    async def probes(self, until: asyncio.Event) -> dict[str, list[float]]:
-        """Login page, whoami and a run start, one after another until the phase ends."""
-        times: dict[str, list[float]] = {"login": [], "whoami": [], "run start": []}
-        n = 0
-        while not until.is_set():
-            started = time.monotonic()
-            page = await self.client.fetch(f"{self.hub.url}/hub/login", raise_error=False)
-            times["login"].append(time.monotonic() - started)
-            assert page.code == 200, page.code
-            started = time.monotonic()
-            await self.call("bob", "GET", "whoami")
-            times["whoami"].append(time.monotonic() - started)
-            if n % 5 == 0:
-                times["run start"].append(await self.start_run())
-            n += 1
-            await asyncio.sleep(0.2)
-        return times
-
     async def phase(self, followers: int, gates: Path) -> None:
         """Start the runs, attach the followers, release the runs and measure until all end."""
         print(f"\n== {followers} followers on {RUNS} runs x {self.args.lines} lines ==", flush=True)
@@ -248,7 +271,7 @@ class Bench:
         runs: list[tuple[str, int]] = []
         for member, experiments in self.experiments.items():
             for eid in experiments:
-                run = await self.call(member, "POST", f"experiments/{eid}/run")
+                run = await self.server.call(member, "POST", f"experiments/{eid}/run")
                 runs.append((member, run["id"]))
         streams = [Stream() for _ in range(followers)]
         errors: Counter[str] = Counter()
@@ -261,8 +284,11 @@ class Bench:
         )
         service = Usage(listeners(self.hub.service_port))
         proxy = Usage(listeners(self.hub.port))
-        done = asyncio.Event()
-        probing = asyncio.ensure_future(self.probes(done))
+        mine, theirs = multiprocessing.Pipe()
+        prober = multiprocessing.get_context("spawn").Process(
+            target=probe_process, args=(self.server, self.probe_experiment, theirs)
+        )
+        prober.start()
         for i in range(RUNS):
             (gates / f"gate{i}").write_text("go")
         finished = asyncio.gather(*tasks)
@@ -270,8 +296,9 @@ class Bench:
             service.sample()
             proxy.sample()
             await asyncio.wait([finished], timeout=1.0)
-        done.set()
-        probes = await probing
+        mine.send("stop")
+        probes = await asyncio.get_running_loop().run_in_executor(None, mine.recv)
+        prober.join()
         latencies = [x for s in streams for x in s.latencies]
         missed = followers * self.args.lines - sum(len(s.ticks) for s in streams)
         print(f"lines: {len(latencies)} received, {missed} missed; latency {summary(latencies)}")
@@ -299,7 +326,7 @@ class Bench:
                 if (wait := due - time.monotonic()) > 0:
                     await asyncio.sleep(wait)
                 started = due if rate else time.monotonic()
-                request = self.request(
+                request = self.server.request(
                     user, "GET", "experiments?limit=50", straight, request_timeout=60
                 )
                 answer = await self.client.fetch(request, raise_error=False)
@@ -349,7 +376,8 @@ async def main(args: argparse.Namespace) -> None:
         gates = root / "gates"
         gates.mkdir()
         await bench.setup(gates)
-        print("idle run start: " + summary([await bench.start_run() for _ in range(5)]))
+        idle = [await bench.server.start_run(bench.probe_experiment) for _ in range(5)]
+        print("idle run start: " + summary(idle))
         for followers in args.followers:
             await bench.phase(followers, gates)
             print(f"load average {os.getloadavg()}", flush=True)
