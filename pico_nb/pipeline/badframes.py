@@ -11,12 +11,31 @@ _WINDOW = 21
 _Z_LIMIT = 8.0
 
 
+def _blocks(side: int) -> tuple[np.ndarray, np.ndarray]:
+    """THUMB block [start, stop) edges along a side, each at least one pixel wide."""
+    start = np.arange(THUMB) * side // THUMB
+    return start, np.maximum(start + 1, (np.arange(THUMB) + 1) * side // THUMB)
+
+
 def thumbnails(frames: np.ndarray) -> np.ndarray:
-    """16×16 block means per frame: enough to see a tear or a dropout, tiny to keep for all."""
-    size = (THUMB, THUMB)
-    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]).astype(
-        np.float32
-    )
+    """16×16 block means per frame: enough to see a tear or a dropout, tiny to keep for all.
+
+    Block sums come from each frame's integral image, ten times cheaper than an area resize
+    to a size that does not divide the frame (a second or more per 1000×1000×2000 movie)."""
+    (top, bottom), (left, right) = _blocks(frames.shape[1]), _blocks(frames.shape[2])
+    area = np.outer(bottom - top, right - left)
+    if frames.dtype not in (np.uint8, np.uint16, np.int16, np.float32, np.float64):
+        frames = frames.astype(np.float64)  # the types cv2.integral takes
+    out = np.empty((len(frames), THUMB, THUMB), np.float32)
+    for i, frame in enumerate(frames):
+        whole = cv2.integral(frame, sdepth=cv2.CV_64F)
+        out[i] = (
+            whole[np.ix_(bottom, right)]
+            - whole[np.ix_(top, right)]
+            - whole[np.ix_(bottom, left)]
+            + whole[np.ix_(top, left)]
+        ) / area
+    return out
 
 
 def saturation(frames: np.ndarray) -> np.ndarray:
