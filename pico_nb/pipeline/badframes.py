@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -20,21 +19,18 @@ def _blocks(side: int) -> tuple[np.ndarray, np.ndarray]:
 def thumbnails(frames: np.ndarray) -> np.ndarray:
     """16×16 block means per frame: enough to see a tear or a dropout, tiny to keep for all.
 
-    Block sums come from each frame's integral image, ten times cheaper than an area resize
-    to a size that does not divide the frame (a second or more per 1000×1000×2000 movie)."""
+    Column sums of each band of rows, then differences of their running sums: four times
+    cheaper than an area resize to a size that does not divide the frame, and without the
+    frame-sized temporaries of an integral image, whose fresh pages cost as much again."""
     (top, bottom), (left, right) = _blocks(frames.shape[1]), _blocks(frames.shape[2])
     area = np.outer(bottom - top, right - left)
-    if frames.dtype not in (np.uint8, np.uint16, np.int16, np.float32, np.float64):
-        frames = frames.astype(np.float64)  # the types cv2.integral takes
+    exact = np.uint32 if frames.dtype in (np.uint8, np.uint16) else np.float64
     out = np.empty((len(frames), THUMB, THUMB), np.float32)
+    running = np.zeros((THUMB, frames.shape[2] + 1))
     for i, frame in enumerate(frames):
-        whole = cv2.integral(frame, sdepth=cv2.CV_64F)
-        out[i] = (
-            whole[np.ix_(bottom, right)]
-            - whole[np.ix_(top, right)]
-            - whole[np.ix_(bottom, left)]
-            + whole[np.ix_(top, left)]
-        ) / area
+        bands = [frame[t:b].sum(axis=0, dtype=exact) for t, b in zip(top, bottom, strict=True)]
+        np.cumsum(bands, axis=1, out=running[:, 1:])
+        out[i] = (running[:, right] - running[:, left]) / area
     return out
 
 
