@@ -29,6 +29,19 @@ def test_black_torn_and_saturated_frames_are_found_and_replaced() -> None:
     assert badframes.nearest_good(5, np.array([0, 1])) == {0: 2, 1: 2}
 
 
+def test_thumbnails_are_block_means_for_any_frame_size_and_type() -> None:
+    rng = np.random.default_rng(1)
+    for dtype in (np.uint8, np.uint16, np.int32, np.float32):
+        movie = (rng.random((3, 37, 50)) * 200).astype(dtype)
+        thumbs = badframes.thumbnails(movie)
+        rows, cols = np.arange(17) * 37 // 16, np.arange(17) * 50 // 16
+        block = movie[2, rows[5] : rows[6], cols[9] : cols[10]]
+        assert thumbs.shape == (3, 16, 16) and thumbs.dtype == np.float32
+        assert thumbs[2, 5, 9] == np.float32(block.astype(np.float64).mean())
+    tiny = badframes.thumbnails(np.arange(30, dtype=np.uint8).reshape(1, 5, 6))
+    assert tiny.shape == (1, 16, 16) and tiny[0, 0, 0] == 0 and tiny[0, 15, 15] == 29
+
+
 def test_background_removal_keeps_neurons_and_drops_the_haze() -> None:
     yy, xx = np.mgrid[0:128, 0:128]
     broad = 100 + 50 * np.exp(-((yy - 40) ** 2 + (xx - 90) ** 2) / 2000.0)
