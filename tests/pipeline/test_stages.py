@@ -38,6 +38,9 @@ def test_thumbnails_are_block_means_for_any_frame_size_and_type() -> None:
         block = movie[2, rows[5] : rows[6], cols[9] : cols[10]]
         assert thumbs.shape == (3, 16, 16) and thumbs.dtype == np.float32
         assert thumbs[2, 5, 9] == np.float32(block.astype(np.float64).mean())
+    holed = np.ones((1, 32, 32), np.float32)
+    holed[0, 0, 0] = np.nan
+    assert np.isfinite(badframes.thumbnails(holed)).all()
     tiny = badframes.thumbnails(np.arange(30, dtype=np.uint8).reshape(1, 5, 6))
     assert tiny.shape == (1, 16, 16) and tiny[0, 0, 0] == 0 and tiny[0, 15, 15] == 29
 
