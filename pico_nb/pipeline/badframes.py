@@ -22,15 +22,16 @@ def thumbnails(frames: np.ndarray) -> np.ndarray:
     Column sums of each band of rows, then differences of their running sums: six times
     cheaper than an area resize to a size that does not divide the frame, and without the
     frame-sized temporaries of an integral image, whose fresh pages cost as much again.
-    NaN pixels count as 0, as in frame_sum, so one cannot blank the rest of its band."""
+    NaN pixels count as 0, as in frame_sum: in a running sum one would blank its whole band."""
     (top, bottom), (left, right) = _blocks(frames.shape[1]), _blocks(frames.shape[2])
     area = np.outer(bottom - top, right - left)
     exact = np.uint32 if frames.dtype in (np.uint8, np.uint16) else np.float64
+    add = np.nansum if frames.dtype.kind == "f" else np.sum
     out = np.empty((len(frames), THUMB, THUMB), np.float32)
     running = np.zeros((THUMB, frames.shape[2] + 1))
     for i, frame in enumerate(frames):
-        bands = [frame[t:b].sum(axis=0, dtype=exact) for t, b in zip(top, bottom, strict=True)]
-        np.cumsum(np.nan_to_num(bands), axis=1, out=running[:, 1:])
+        bands = [add(frame[t:b], axis=0, dtype=exact) for t, b in zip(top, bottom, strict=True)]
+        np.cumsum(bands, axis=1, out=running[:, 1:])
         out[i] = (running[:, right] - running[:, left]) / area
     return out
 

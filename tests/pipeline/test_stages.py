@@ -40,7 +40,9 @@ def test_thumbnails_are_block_means_for_any_frame_size_and_type() -> None:
         assert thumbs[2, 5, 9] == np.float32(block.astype(np.float64).mean())
     holed = np.ones((1, 32, 32), np.float32)
     holed[0, 0, 0] = np.nan
-    assert np.isfinite(badframes.thumbnails(holed)).all()
+    holed_thumbs = badframes.thumbnails(holed)
+    assert np.isfinite(holed_thumbs).all()
+    assert holed_thumbs[0, 0, 0] == 0.75 and holed_thumbs[0, 0, 1] == 1  # 3 of 4 pixels count
     tiny = badframes.thumbnails(np.arange(30, dtype=np.uint8).reshape(1, 5, 6))
     assert tiny.shape == (1, 16, 16) and tiny[0, 0, 0] == 0 and tiny[0, 15, 15] == 29
 
